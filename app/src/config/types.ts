@@ -1,0 +1,70 @@
+import type { Level } from "../log/index.ts";
+
+/** One address family/IP set with the services it offers. */
+export interface Listener {
+  name: string;
+  /** IPs to bind, e.g. ["0.0.0.0", "::"] or ["127.0.0.1"]. */
+  ips: string[];
+  /** MX: receives mail for local domains only. RFC 5321, port 25. */
+  smtp?: { port: number };
+  /** Submission with STARTTLS (RFC 6409), AUTH only after TLS. Port 587. */
+  submission?: { port: number };
+  /** Submission over implicit TLS (RFC 8314). Port 465. */
+  submissions?: { port: number };
+  /** IMAP with STARTTLS, port 143 (IMAP issue). */
+  imap?: { port: number };
+  /** IMAP over implicit TLS, port 993 (IMAP issue). */
+  imaps?: { port: number };
+  /** HTTP, port 80 (panel issue). */
+  http?: { port: number };
+  /** HTTPS, port 443 (panel issue). */
+  https?: { port: number };
+}
+
+export interface Limits {
+  /** Largest message accepted, in octets (EHLO SIZE, RFC 1870). */
+  maxMessageSize: number;
+  /** Recipients per transaction (EHLO LIMITS RCPTMAX, RFC 9422). */
+  maxRecipients: number;
+  /** Concurrent connections from one IP. */
+  maxConnectionsPerIP: number;
+  /** New connections from one IP per minute. */
+  connectionsPerMinutePerIP: number;
+  /** Messages accepted from one IP per minute. */
+  messagesPerMinutePerIP: number;
+  /** Failed AUTH attempts from one IP per minute before refusing AUTH. */
+  authFailuresPerMinutePerIP: number;
+  /** Idle time before a session is closed, in seconds (RFC 5321 §4.5.3.2: 5 minutes or more). */
+  idleTimeoutSeconds: number;
+  /** Loopback clients are exempt from the per-IP limits (localserve). */
+  exemptLoopback: boolean;
+}
+
+export interface Config {
+  /** Path of the config file, or null for built-in (localserve) configs. */
+  file: string | null;
+  /** Our host name, ASCII (IDNA), used in EHLO greetings and Received headers. */
+  hostname: string;
+  /** Where the store, keys and dynamic settings live. */
+  dataDir: string;
+  logLevel: Level;
+  /** Certificate chain + key (PEM files). Null: no TLS (STARTTLS not offered). */
+  tls: { certFile: string; keyFile: string } | null;
+  listeners: Listener[];
+  limits: Limits;
+  /** Catch-all separator: "me+tag@example.org" delivers to "me@example.org". Empty: none. */
+  catchallSeparator: string;
+  /** Local mode: every recipient is delivered into the one account. */
+  localserve: boolean;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxMessageSize: 100 * 1024 * 1024,
+  maxRecipients: 1000,
+  maxConnectionsPerIP: 100,
+  connectionsPerMinutePerIP: 300,
+  messagesPerMinutePerIP: 600,
+  authFailuresPerMinutePerIP: 10,
+  idleTimeoutSeconds: 300,
+  exemptLoopback: false,
+};
