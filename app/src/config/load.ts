@@ -1,0 +1,274 @@
+/**
+ * The static config file (TOML) and its validation.
+ *
+ * 1. Read and parse the file (a syntax error names the line and column).
+ * 2. Walk the parsed table against the schema below: every unknown key, wrong
+ *    type, port out of range, duplicate port or missing file is collected as a
+ *    `ConfigProblem` naming file, key and reason.
+ * 3. Any problem: the caller prints them all and exits with code 2 before
+ *    anything is started. Otherwise a typed `Config` is returned, and the core
+ *    never sees the raw table.
+ *
+ * Dynamic settings (domains, accounts, addresses, aliases) are not here: they
+ * live in the store and change through the CLI and the panel.
+ */
+import { existsSync, statSync, accessSync, constants } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { isIP } from "node:net";
+import { parse as parseToml } from "smol-toml";
+import { isLevel } from "../log/index.ts";
+import { normalizeDomain, AddressError } from "../smtp/address.ts";
+import { DEFAULT_LIMITS, type Config, type Limits, type Listener } from "./types.ts";
+
+export interface ConfigProblem {
+  file: string;
+  key: string;
+  reason: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: ConfigProblem[]) {
+    super(problems.map((p) => `${p.file}: ${p.key ? p.key + ": " : ""}${p.reason}`).join("\n"));
+  }
+}
+
+type Table = Record<string, unknown>;
+
+const SERVICES = ["smtp", "submission", "submissions", "imap", "imaps", "http", "https"] as const;
+
+/** Snake-case config keys of [limits], mapped to the typed fields. */
+const LIMIT_KEYS: Record<string, keyof Limits> = {
+  max_message_size: "maxMessageSize",
+  max_recipients: "maxRecipients",
+  max_connections_per_ip: "maxConnectionsPerIP",
+  connections_per_minute_per_ip: "connectionsPerMinutePerIP",
+  messages_per_minute_per_ip: "messagesPerMinutePerIP",
+  auth_failures_per_minute_per_ip: "authFailuresPerMinutePerIP",
+  idle_timeout_seconds: "idleTimeoutSeconds",
+  exempt_loopback: "exemptLoopback",
+};
+
+class Checker {
+  problems: ConfigProblem[] = [];
+  constructor(readonly file: string) {}
+
+  fail(key: string, reason: string): void {
+    this.problems.push({ file: this.file, key, reason });
+  }
+
+  /** Report keys of `t` not in `known`. */
+  unknownKeys(prefix: string, t: Table, known: readonly string[]): void {
+    for (const k of Object.keys(t)) {
+      if (!known.includes(k)) this.fail(prefix + k, `unknown key (expected one of: ${known.join(", ")})`);
+    }
+  }
+
+  str(key: string, v: unknown): string | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== "string") {
+      this.fail(key, `must be a string, got ${describe(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  int(key: string, v: unknown, min: number, max: number): number | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== "number" || !Number.isInteger(v)) {
+      this.fail(key, `must be an integer, got ${describe(v)}`);
+      return undefined;
+    }
+    if (v < min || v > max) {
+      this.fail(key, `must be between ${min} and ${max}, got ${v}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  bool(key: string, v: unknown): boolean | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== "boolean") {
+      this.fail(key, `must be true or false, got ${describe(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  table(key: string, v: unknown): Table | undefined {
+    if (v === undefined) return undefined;
+    if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Date) {
+      this.fail(key, `must be a table, got ${describe(v)}`);
+      return undefined;
+    }
+    return v as Table;
+  }
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return "an array";
+  if (v instanceof Date) return "a date";
+  if (v === null) return "null";
+  if (typeof v === "object") return "a table";
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Resolve a path from the config relative to the config file's folder. */
+function resolvePath(file: string, p: string): string {
+  return isAbsolute(p) ? p : resolve(dirname(file), p);
+}
+
+/**
+ * Validate a parsed TOML table into a Config. `file` is used in problem reports
+ * and to resolve relative paths. Throws ConfigError listing every problem.
+ */
+export function validateConfig(file: string, raw: Table): Config {
+  const c = new Checker(file);
+  c.unknownKeys("", raw, ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits"]);
+
+  let hostname = c.str("hostname", raw.hostname);
+  if (hostname === undefined && !("hostname" in raw)) c.fail("hostname", "required (the mail server's host name, e.g. mail.example.org)");
+  if (hostname !== undefined) {
+    try {
+      hostname = normalizeDomain(hostname);
+    } catch (e) {
+      c.fail("hostname", (e as AddressError).message);
+    }
+  }
+
+  let dataDir = c.str("data_dir", raw.data_dir);
+  if (dataDir === undefined && !("data_dir" in raw)) c.fail("data_dir", "required (folder for the store, keys and settings)");
+  if (dataDir !== undefined) {
+    dataDir = resolvePath(file, dataDir);
+    if (existsSync(dataDir)) {
+      if (!statSync(dataDir).isDirectory()) c.fail("data_dir", `${dataDir} exists and is not a directory`);
+      else {
+        try {
+          accessSync(dataDir, constants.W_OK);
+        } catch {
+          c.fail("data_dir", `${dataDir} is not writable`);
+        }
+      }
+    } else if (!existsSync(dirname(dataDir))) {
+      c.fail("data_dir", `parent folder ${dirname(dataDir)} does not exist`);
+    }
+  }
+
+  const levelRaw = c.str("log_level", raw.log_level) ?? "info";
+  if (!isLevel(levelRaw)) c.fail("log_level", `must be one of error, warn, info, debug, trace; got ${JSON.stringify(levelRaw)}`);
+
+  const sep = c.str("catchall_separator", raw.catchall_separator) ?? "+";
+  if ([...sep].length > 1 || /[@\s"]/.test(sep)) c.fail("catchall_separator", `must be empty or one character other than @, space or quote; got ${JSON.stringify(sep)}`);
+
+  let tls: Config["tls"] = null;
+  const tlsT = c.table("tls", raw.tls);
+  if (tlsT) {
+    c.unknownKeys("tls.", tlsT, ["cert", "key"]);
+    const cert = c.str("tls.cert", tlsT.cert);
+    const key = c.str("tls.key", tlsT.key);
+    if (tlsT.cert === undefined) c.fail("tls.cert", "required when [tls] is present (PEM certificate chain file)");
+    if (tlsT.key === undefined) c.fail("tls.key", "required when [tls] is present (PEM private key file)");
+    if (cert !== undefined && key !== undefined) {
+      const certFile = resolvePath(file, cert);
+      const keyFile = resolvePath(file, key);
+      for (const [k, p] of [["tls.cert", certFile], ["tls.key", keyFile]] as const) {
+        if (!existsSync(p)) c.fail(k, `file ${p} does not exist`);
+        else if (!statSync(p).isFile()) c.fail(k, `${p} is not a file`);
+      }
+      tls = { certFile, keyFile };
+    }
+  }
+
+  const limits: Limits = { ...DEFAULT_LIMITS };
+  const limT = c.table("limits", raw.limits);
+  if (limT) {
+    c.unknownKeys("limits.", limT, Object.keys(LIMIT_KEYS));
+    for (const [k, field] of Object.entries(LIMIT_KEYS)) {
+      const v = limT[k];
+      if (v === undefined) continue;
+      if (field === "exemptLoopback") {
+        const b = c.bool(`limits.${k}`, v);
+        if (b !== undefined) limits.exemptLoopback = b;
+      } else {
+        const n = c.int(`limits.${k}`, v, 1, Number.MAX_SAFE_INTEGER);
+        if (n !== undefined) limits[field] = n as never;
+      }
+    }
+  }
+
+  const listeners: Listener[] = [];
+  const lisT = c.table("listeners", raw.listeners);
+  if (raw.listeners === undefined) c.fail("listeners", "required: at least one [listeners.NAME] table");
+  const bound = new Map<string, string>(); // "ip:port" -> key
+  if (lisT) {
+    for (const [name, v] of Object.entries(lisT)) {
+      const key = `listeners.${name}`;
+      const t = c.table(key, v);
+      if (!t) continue;
+      c.unknownKeys(key + ".", t, ["ips", ...SERVICES]);
+      const l: Listener = { name, ips: [] };
+      if (!Array.isArray(t.ips) || t.ips.length === 0) {
+        c.fail(key + ".ips", `must be a non-empty array of IP addresses, got ${t.ips === undefined ? "nothing" : describe(t.ips)}`);
+      } else {
+        t.ips.forEach((ip, i) => {
+          if (typeof ip !== "string" || isIP(ip) === 0) c.fail(`${key}.ips[${i}]`, `not an IP address: ${JSON.stringify(ip)}`);
+          else l.ips.push(ip);
+        });
+      }
+      for (const svc of SERVICES) {
+        // Port 0 asks the system for a free port (used by tests).
+        const port = c.int(`${key}.${svc}`, t[svc], 0, 65535);
+        if (port === undefined) continue;
+        l[svc] = { port };
+        if (port === 0) continue;
+        for (const ip of l.ips) {
+          const k = `${ip}:${port}`;
+          const prev = bound.get(k);
+          if (prev) c.fail(`${key}.${svc}`, `port ${port} on ${ip} is already used by ${prev}`);
+          else bound.set(k, `${key}.${svc}`);
+        }
+      }
+      listeners.push(l);
+    }
+  }
+  if (!tls) {
+    for (const l of listeners) {
+      for (const svc of ["submissions", "imaps", "https"] as const) {
+        if (l[svc]) c.fail(`listeners.${l.name}.${svc}`, "needs TLS: add a [tls] table with cert and key");
+      }
+    }
+  }
+
+  if (c.problems.length > 0) throw new ConfigError(c.problems);
+  return {
+    file,
+    hostname: hostname!,
+    dataDir: dataDir!,
+    logLevel: isLevel(levelRaw) ? levelRaw : "info",
+    tls,
+    listeners,
+    limits,
+    catchallSeparator: sep,
+    localserve: false,
+  };
+}
+
+/** Read, parse and validate a config file. Throws ConfigError (every problem listed). */
+export async function loadConfig(file: string): Promise<Config> {
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = await Bun.file(abs).text();
+  } catch (e) {
+    throw new ConfigError([{ file: abs, key: "", reason: `cannot read: ${(e as Error).message}` }]);
+  }
+  let raw: Table;
+  try {
+    raw = parseToml(text) as Table;
+  } catch (e) {
+    const err = e as { message: string; line?: number; column?: number };
+    const where = err.line !== undefined ? `line ${err.line} column ${err.column ?? 0}: ` : "";
+    const first = err.message.split("\n")[0] ?? err.message;
+    throw new ConfigError([{ file: abs, key: "", reason: `TOML syntax error at ${where}${first}` }]);
+  }
+  return validateConfig(abs, raw);
+}
