@@ -3,7 +3,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { StoreError } from "../../app/src/store/api.ts";
 import { DEFAULT_MAILBOXES } from "../../app/src/store/index.ts";
-import { message, withTempStore } from "./helpers.ts";
+import { message, withTempStore, silenceLogs } from "./helpers.ts";
+
+silenceLogs();
 
 test("addAccount creates the account, its domain, address and default mailboxes", async () => {
   await withTempStore(async (store) => {

@@ -4,7 +4,9 @@ import { join } from "node:path";
 import { Logger } from "../../app/src/log/index.ts";
 import { StoreError } from "../../app/src/store/api.ts";
 import { openStore } from "../../app/src/store/index.ts";
-import { dec, message, tempDir, withTempStore } from "./helpers.ts";
+import { dec, message, tempDir, withTempStore, silenceLogs } from "./helpers.ts";
+
+silenceLogs();
 
 test("UIDs and MODSEQs increase per delivery; counters and used bytes follow", async () => {
   await withTempStore(async (store) => {

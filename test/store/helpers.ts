@@ -2,7 +2,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect } from "bun:test";
+import { afterAll, beforeAll, expect } from "bun:test";
 import { Logger, setLogSink } from "../../app/src/log/index.ts";
 import { openStore, type Store } from "../../app/src/store/index.ts";
 
@@ -57,4 +57,15 @@ export async function cli(args: string[], opts: { stdin?: string | Uint8Array } 
   } finally {
     if (p.exitCode === null) p.kill();
   }
+}
+
+/** Drop log lines for the tests of one file (restored after the file's tests). */
+export function silenceLogs(): void {
+  let prev: ((line: string) => void) | null = null;
+  beforeAll(() => {
+    if (!process.env.LETTERBOX_TEST_LOG) prev = setLogSink(() => {});
+  });
+  afterAll(() => {
+    if (prev) setLogSink(prev);
+  });
 }

@@ -3,7 +3,9 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, statSync, unlinkSyn
 import { join } from "node:path";
 import { Logger } from "../../app/src/log/index.ts";
 import { openStore } from "../../app/src/store/index.ts";
-import { message, tempDir, withTempStore } from "./helpers.ts";
+import { message, tempDir, withTempStore, silenceLogs } from "./helpers.ts";
+
+silenceLogs();
 
 test("verifyData finds a deleted file, a file of the wrong size and an orphan", async () => {
   await withTempStore(
