@@ -180,9 +180,14 @@ export class Conn {
     return { version: this.sock.getTLSVersion() ?? c.version, cipher: c.standardName ?? c.name };
   }
 
-  /** RFC 9266 tls-exporter channel binding (32 octets), or null without TLS. */
+  /**
+   * RFC 9266 tls-exporter channel binding (32 octets), or null without TLS.
+   * TLS 1.3 only: RFC 9266 §3 allows TLS 1.2 only with the extended master
+   * secret extension, which the TLS library does not report (as tls/channel-binding.ts).
+   */
   channelBindingTlsExporter(): Uint8Array | null {
     if (!this.isTls) return null;
+    if (this.tlsInfo()?.version !== "TLSv1.3") return null;
     try {
       return new Uint8Array(this.sock.exportKeyingMaterial(32, "EXPORTER-Channel-Binding", Buffer.alloc(0)));
     } catch {
