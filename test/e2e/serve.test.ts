@@ -1,0 +1,104 @@
+/**
+ * The device server as systemd runs it: `letterbox serve --config FILE`.
+ *
+ * 1. An account is added with the CLI (`account add`), which makes its domain local.
+ * 2. A TOML config names the data folder, a certificate and three listeners.
+ * 3. swaks delivers to the MX (known user: 250; unknown user: 550 5.1.1;
+ *    foreign domain: 550 5.7.1, never an open relay) and submits over
+ *    implicit TLS with AUTH.
+ * 4. SIGTERM stops it cleanly (exit 0) and `verifydata` is clean.
+ */
+import { test, expect, beforeAll, afterAll } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { letterbox, exportMbox, splitMbox, verifydata, MAIN, REPO_ROOT, bunPath } from "../helpers/letterbox.ts";
+import { requireBin, runCommand, spawnServer, type SpawnedServer } from "../helpers/process.ts";
+import { randomFreePort } from "../helpers/ports.ts";
+import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
+import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
+
+let tmp: TmpDir;
+let server: SpawnedServer;
+const ports = { smtp: 0, submission: 0, submissions: 0 };
+const ACCOUNT = "alice@example.test";
+const PASSWORD = "correct horse battery";
+
+beforeAll(async () => {
+  tmp = tmpDir("e2e-serve");
+  const data = join(tmp.path, "data");
+  const add = await letterbox(["account", "add", ACCOUNT, "--password", PASSWORD, "--dir", data]);
+  expect(add.code).toBe(0);
+  const tls = await loadOrCreateSelfSigned(join(tmp.path, "tls"), ["mail.example.test"]);
+  ports.smtp = await randomFreePort();
+  ports.submission = await randomFreePort();
+  ports.submissions = await randomFreePort();
+  const config = join(tmp.path, "letterbox.toml");
+  writeFileSync(
+    config,
+    `hostname = "mail.example.test"
+data_dir = "data"
+log_level = "debug"
+
+[tls]
+cert = "${tls.certFile}"
+key = "${tls.keyFile}"
+
+[listeners.test]
+ips = ["127.0.0.1"]
+smtp = ${ports.smtp}
+submission = ${ports.submission}
+submissions = ${ports.submissions}
+
+[limits]
+exempt_loopback = true
+`,
+  );
+  server = await spawnServer([bunPath(), MAIN, "serve", "--config", config], { readyPattern: /msg="serve ready"/, cwd: REPO_ROOT, timeoutMs: 60_000 });
+}, 90_000);
+
+afterAll(async () => {
+  await server?.kill();
+  tmp?.cleanup();
+});
+
+function swaks(args: string[]) {
+  return runCommand([requireBin("swaks", "swaks"), "--hide-all", "--timeout", "30", ...args], { timeoutMs: 60_000 });
+}
+
+test("serve: MX delivers to a known account over STARTTLS", async () => {
+  const token = crypto.randomUUID();
+  const r = await swaks(["--server", `127.0.0.1:${ports.smtp}`, "--tls", "--from", "bob@elsewhere.test", "--to", ACCOUNT, "--header", `Subject: ${token}`]);
+  expect(r.code).toBe(0);
+  const msgs = splitMbox(await exportMbox(join(tmp.path, "data"), { account: ACCOUNT }));
+  const m = msgs.find((x) => x.includes(token));
+  expect(m).toBeDefined();
+  expect(m).toMatch(/Received: from .* by mail\.example\.test/s);
+});
+
+test("serve: unknown user and foreign domain are refused on the MX", async () => {
+  const unknown = await swaks(["--server", `127.0.0.1:${ports.smtp}`, "--from", "bob@elsewhere.test", "--to", "nobody@example.test", "--quit-after", "RCPT"]);
+  expect(unknown.code).not.toBe(0);
+  const relay = await runCommand(
+    [requireBin("swaks", "swaks"), "--timeout", "30", "--server", `127.0.0.1:${ports.smtp}`, "--from", "bob@elsewhere.test", "--to", "victim@elsewhere.test", "--quit-after", "RCPT"],
+    { timeoutMs: 60_000 },
+  );
+  expect(relay.code).not.toBe(0);
+  expect(relay.stdout).toMatch(/<\*\* +550 5\.7\.1/);
+  expect(server.stdoutLines.join("\n")).toMatch(/cid=/);
+});
+
+test("serve: submission over implicit TLS with AUTH, wrong password refused", async () => {
+  const ok = await swaks(["--server", `127.0.0.1:${ports.submissions}`, "--tls-on-connect", "--auth", "PLAIN", "--auth-user", ACCOUNT, "--auth-password", PASSWORD, "--from", ACCOUNT, "--to", ACCOUNT]);
+  expect(ok.code).toBe(0);
+  const bad = await swaks(["--server", `127.0.0.1:${ports.submissions}`, "--tls-on-connect", "--auth", "PLAIN", "--auth-user", ACCOUNT, "--auth-password", "wrong", "--from", ACCOUNT, "--to", ACCOUNT]);
+  expect(bad.code).toBe(28); // swaks: AUTH failed
+  // Passwords never reach the log.
+  expect(server.stdoutLines.join("\n")).not.toContain(PASSWORD);
+});
+
+test("serve: SIGTERM stops cleanly and the data verifies", async () => {
+  const code = await server.kill();
+  expect(code).toBe(0);
+  const v = await verifydata(join(tmp.path, "data"));
+  expect(v.code).toBe(0);
+});
