@@ -23,6 +23,7 @@ import {
   type StoreApi,
 } from "./api.ts";
 import { FLAG_DELETED, FLAG_SEEN, flagNames, parseFlags } from "./flags.ts";
+import { dummyVerify, hashPassword, verifyPasswordHash } from "./password.ts";
 import { ensureDir, fsyncDir, messageRelPath, shardRelDir, writeFileSynced } from "./files.ts";
 import { GroupCommitter, type CommitStats } from "./group-commit.ts";
 import { allocateBlock, releaseBlocks, releaseOwner } from "./id-blocks.ts";
@@ -226,8 +227,6 @@ export class Store implements StoreApi {
   private block: { next: number; end: number; start: number } | null = null;
   private retired: number[] = [];
   private readonly counters = { fileSyncs: 0, dirSyncs: 0, commits: 0 };
-  /** A real argon2id hash, verified against for unknown logins so they cost the same. */
-  private readonly dummyHash: Promise<string>;
 
   /** Use openStore(). */
   constructor(
@@ -245,8 +244,6 @@ export class Store implements StoreApi {
         for (const j of batch) j.reject(err instanceof StoreError ? err : new StoreError("io", `storing message: ${(err as Error).message}`));
       },
     );
-    this.dummyHash = Bun.password.hash(crypto.randomUUID(), "argon2id");
-    this.dummyHash.catch(() => {});
   }
 
   // ---- Domains -----------------------------------------------------------
@@ -304,7 +301,7 @@ export class Store implements StoreApi {
     const quota = opts.quotaBytes ?? 0;
     if (!Number.isSafeInteger(quota) || quota < 0) throw new StoreError("invalid", "quota must be a non-negative integer");
     const creds = deriveCredentials(password);
-    const hash = await Bun.password.hash(password, "argon2id");
+    const hash = await hashPassword(password);
     this.assertOpen();
     const now = Date.now();
     const id = this.db
@@ -342,7 +339,7 @@ export class Store implements StoreApi {
   async setPassword(accountName: string, password: string): Promise<void> {
     const acc = this.requireAccount(accountName);
     const creds = deriveCredentials(password);
-    const hash = await Bun.password.hash(password, "argon2id");
+    const hash = await hashPassword(password);
     this.assertOpen();
     const r = this.db
       .query(
@@ -428,10 +425,10 @@ export class Store implements StoreApi {
     const id = this.loginAccountId(login);
     const row = id === null ? null : (this.db.query("SELECT password_hash FROM accounts WHERE id = ?").get(id) as { password_hash: string } | null);
     if (!row || id === null) {
-      await Bun.password.verify(password, await this.dummyHash).catch(() => false);
+      await dummyVerify(password);
       return null;
     }
-    const ok = await Bun.password.verify(password, row.password_hash).catch(() => false);
+    const ok = await verifyPasswordHash(password, row.password_hash);
     return ok ? this.getAccountById(id) : null;
   }
 
@@ -1035,7 +1032,6 @@ export class Store implements StoreApi {
       this.log.warn("releasing id blocks at close", { err: e as Error });
     }
     releaseOwner(this.owner);
-    await this.dummyHash.catch(() => "");
     this.db.close();
   }
 }
