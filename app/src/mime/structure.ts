@@ -48,7 +48,7 @@ export interface MimePart {
   language: string[] | null;
   location: string | null;
   md5: string | null;
-  /** Number of lines in the body (for text/* and message/rfc822 parts). */
+  /** Number of line breaks in the body (for text/* and message/rfc822 parts; see countLines). */
   lines: number;
   /** Children of a multipart. */
   parts: MimePart[];
@@ -271,8 +271,13 @@ export function parseContentType(raw: string | null, inDigest: boolean): Content
   return { type: value.slice(0, slash), subtype: value.slice(slash + 1), params };
 }
 
+/**
+ * Lines of a body for BODYSTRUCTURE (RFC 9051 §7.5.2 body-fld-lines): the
+ * number of line breaks, as Dovecot and UW-IMAP count them; a last line
+ * without a line break (the CRLF before a boundary belongs to the boundary,
+ * RFC 2046 §5.1.1) is not counted.
+ */
 function countLines(data: Uint8Array, start: number, end: number): number {
-  if (end <= start) return 0;
   let n = 0;
   let i = start;
   for (;;) {
@@ -281,7 +286,6 @@ function countLines(data: Uint8Array, start: number, end: number): number {
     n++;
     i = nl + 1;
   }
-  if (i < end) n++; // last line without a line break
   return n;
 }
 
@@ -399,19 +403,32 @@ export function parseStructure(data: Uint8Array): MimePart {
  * [1] the first part (or the body of a non-multipart message), [2, 1] the
  * first part of the second part; for message/rfc822 parts the numbering
  * continues inside the embedded message. Null when there is no such part.
+ *
+ * The top level is a message, and numbers count its parts; a part that is a
+ * message/rfc822 numbers the parts of its embedded message. So for a message
+ * whose own Content-Type is message/rfc822, [1] is its body (the whole
+ * embedded message) and [1, 1] the embedded message's first part (its body
+ * when not multipart), just as for a message/rfc822 part at "3": "3" is the
+ * embedded message and "3.1" its first part.
  */
 export function partAt(root: MimePart, path: number[]): MimePart | null {
   let cur = root;
+  let isMessage = true;
   for (const n of path) {
-    if (cur.message && cur.contentType.type === "message") cur = cur.message;
+    if (!isMessage && cur.message && cur.contentType.type === "message") {
+      // Entering the embedded message of a message/rfc822 part.
+      cur = cur.message;
+      isMessage = true;
+    }
     if (cur.parts.length > 0) {
       const p = cur.parts[n - 1];
       if (!p) return null;
       cur = p;
-    } else if (n === 1) {
-      // A non-multipart body is part 1 of itself.
-      continue;
-    } else return null;
+    } else if (n !== 1) {
+      return null;
+    }
+    // A non-multipart body is part 1 of itself.
+    isMessage = false;
   }
   return cur;
 }
