@@ -27,6 +27,9 @@ export function normalizeDomain(domain: string): string {
   let d = domain.trim();
   if (d.endsWith(".")) d = d.slice(0, -1);
   if (d === "") throw new AddressError("empty domain");
+  // domainToASCII parses like a URL host and would cut "a/b.example" at the
+  // slash; refuse every character that cannot be in a domain name first.
+  if (/[\s/\\?#@:%\[\]<>"^|{}`]/u.test(d)) throw new AddressError(`invalid domain ${JSON.stringify(domain)}`);
   const ascii = domainToASCII(d.normalize("NFC").toLowerCase());
   if (ascii === "") throw new AddressError(`invalid domain ${JSON.stringify(domain)}`);
   // RFC 1035 §2.3.4: labels at most 63 octets, names at most 253.
