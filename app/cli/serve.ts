@@ -59,10 +59,11 @@ export async function run(args: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   const log = rootLog.child({ pid: process.pid });
   // Loaded only once the config is known good: a bad config starts nothing.
-  const [{ openStore }, { loadTlsFiles }, { startServer }] = await Promise.all([
+  const [{ openStore }, { loadTlsFiles }, { startServer }, { makeTransport, makeDkimSigner }] = await Promise.all([
     import("../src/store/index.ts"),
     import("../src/tls/index.ts"),
     import("./run-server.ts"),
+    import("./outgoing.ts"),
   ]);
   let tls = null;
   if (config.tls) {
@@ -77,7 +78,7 @@ export async function run(args: string[]): Promise<number> {
   const store = await openStore(config.dataDir, { log: log.child({ room: "store" }), catchallSeparator: config.catchallSeparator });
   let server;
   try {
-    server = await startServer({ config, store, tls, log });
+    server = await startServer({ config, store, tls, log, queue: { remote: makeTransport(config, log), sign: makeDkimSigner(config, store) } });
   } catch (e) {
     log.error("cannot start", { err: e as Error });
     await store.close();

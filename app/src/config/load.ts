@@ -18,7 +18,7 @@ import { isIP } from "node:net";
 import { parse as parseToml } from "smol-toml";
 import { isLevel } from "../log/index.ts";
 import { normalizeDomain, AddressError } from "../smtp/address.ts";
-import { DEFAULT_LIMITS, type Config, type Limits, type Listener } from "./types.ts";
+import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_LIMITS, type Config, type Delivery, type Limits, type Listener } from "./types.ts";
 
 export interface ConfigProblem {
   file: string;
@@ -123,7 +123,7 @@ function resolvePath(file: string, p: string): string {
  */
 export function validateConfig(file: string, raw: Table): Config {
   const c = new Checker(file);
-  c.unknownKeys("", raw, ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits"]);
+  c.unknownKeys("", raw, ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits", "dns", "delivery", "dkim"]);
 
   let hostname = c.str("hostname", raw.hostname);
   if (hostname === undefined && !("hostname" in raw)) c.fail("hostname", "required (the mail server's host name, e.g. mail.example.org)");
@@ -238,6 +238,76 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
 
+  const dns = { servers: [...DEFAULT_DNS.servers] };
+  const dnsT = c.table("dns", raw.dns);
+  if (dnsT) {
+    c.unknownKeys("dns.", dnsT, ["servers"]);
+    if (dnsT.servers !== undefined) {
+      if (!Array.isArray(dnsT.servers) || dnsT.servers.length === 0) c.fail("dns.servers", "must be a non-empty array like [\"127.0.0.1:53\"]");
+      else {
+        dns.servers = [];
+        dnsT.servers.forEach((v, i) => {
+          const m = typeof v === "string" ? /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(v) : null;
+          const host = m ? (m[1] ?? m[2])! : "";
+          const port = m?.[3] ? Number(m[3]) : 53;
+          if (!m || isIP(host) === 0 || port < 1 || port > 65535) c.fail(`dns.servers[${i}]`, `must be "IP" or "IP:PORT" ("[IPv6]:PORT"), got ${describe(v)}`);
+          else dns.servers.push({ host, port });
+        });
+      }
+    }
+  }
+
+  const delivery: Delivery = { ...DEFAULT_DELIVERY };
+  const delT = c.table("delivery", raw.delivery);
+  if (delT) {
+    c.unknownKeys("delivery.", delT, ["mx_port", "smarthost"]);
+    delivery.mxPort = c.int("delivery.mx_port", delT.mx_port, 1, 65535) ?? 25;
+    const sh = c.table("delivery.smarthost", delT.smarthost);
+    if (sh) {
+      c.unknownKeys("delivery.smarthost.", sh, ["host", "port", "tls", "username", "password_file"]);
+      const host = c.str("delivery.smarthost.host", sh.host);
+      if (sh.host === undefined) c.fail("delivery.smarthost.host", "required: the submission server to relay through");
+      const tlsMode = c.str("delivery.smarthost.tls", sh.tls) ?? "starttls";
+      if (tlsMode !== "starttls" && tlsMode !== "immediate") c.fail("delivery.smarthost.tls", `must be "starttls" (port 587) or "immediate" (port 465), got ${JSON.stringify(tlsMode)}`);
+      const port = c.int("delivery.smarthost.port", sh.port, 1, 65535) ?? (tlsMode === "immediate" ? 465 : 587);
+      const username = c.str("delivery.smarthost.username", sh.username) ?? null;
+      let passwordFile = c.str("delivery.smarthost.password_file", sh.password_file) ?? null;
+      if (passwordFile !== null) {
+        passwordFile = resolvePath(file, passwordFile);
+        if (!existsSync(passwordFile)) c.fail("delivery.smarthost.password_file", `file ${passwordFile} does not exist`);
+      }
+      if ((username === null) !== (passwordFile === null)) c.fail("delivery.smarthost", "username and password_file go together");
+      if (host !== undefined) {
+        try {
+          delivery.smarthost = { host: normalizeDomain(host), port, tls: tlsMode === "immediate" ? "immediate" : "starttls", username, passwordFile };
+        } catch (e) {
+          c.fail("delivery.smarthost.host", (e as AddressError).message);
+        }
+      }
+    }
+  }
+
+  const dkim = { selectors: [...DEFAULT_DKIM.selectors] };
+  const dkimT = c.table("dkim", raw.dkim);
+  if (dkimT) {
+    c.unknownKeys("dkim.", dkimT, ["selectors"]);
+    if (!Array.isArray(dkimT.selectors)) c.fail("dkim.selectors", "must be an array of { selector = \"name\", type = \"ed25519\" | \"rsa-2048\" }");
+    else {
+      dkim.selectors = [];
+      dkimT.selectors.forEach((v, i) => {
+        const t = c.table(`dkim.selectors[${i}]`, v);
+        if (!t) return;
+        c.unknownKeys(`dkim.selectors[${i}].`, t, ["selector", "type"]);
+        const sel = c.str(`dkim.selectors[${i}].selector`, t.selector);
+        const type = c.str(`dkim.selectors[${i}].type`, t.type);
+        // RFC 6376 §3.1: a selector is one or more DNS labels.
+        if (sel === undefined || !/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i.test(sel)) c.fail(`dkim.selectors[${i}].selector`, `must be a DNS label like "2026a", got ${describe(t.selector)}`);
+        else if (type !== "ed25519" && type !== "rsa-2048") c.fail(`dkim.selectors[${i}].type`, `must be "ed25519" or "rsa-2048", got ${describe(t.type)}`);
+        else dkim.selectors.push({ selector: sel.toLowerCase(), type });
+      });
+    }
+  }
+
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   return {
     file,
@@ -249,6 +319,9 @@ export function validateConfig(file: string, raw: Table): Config {
     limits,
     catchallSeparator: sep,
     localserve: false,
+    dns,
+    delivery,
+    dkim,
   };
 }
 

@@ -40,6 +40,22 @@ export interface Limits {
   exemptLoopback: boolean;
 }
 
+/** How outgoing mail leaves (the queue's transport). */
+export interface Delivery {
+  /** Port of remote MX hosts: 25 (RFC 5321); other values only for tests. */
+  mxPort: number;
+  /** Relay everything through this submission server (when port 25 is blocked). */
+  smarthost: {
+    host: string;
+    port: number;
+    /** "starttls" on 587, "immediate" (implicit TLS, RFC 8314) on 465. */
+    tls: "starttls" | "immediate";
+    username: string | null;
+    /** Read at start; the file keeps the secret out of the config. */
+    passwordFile: string | null;
+  } | null;
+}
+
 export interface Config {
   /** Path of the config file, or null for built-in (localserve) configs. */
   file: string | null;
@@ -56,7 +72,24 @@ export interface Config {
   catchallSeparator: string;
   /** Local mode: every recipient is delivered into the one account. */
   localserve: boolean;
+  // The three below are optional so configs built in code (localserve, tests)
+  // can leave them out; readers apply DEFAULT_DNS / DEFAULT_DELIVERY / DEFAULT_DKIM.
+  /** Resolvers (the local validating unbound on the device). */
+  dns?: { servers: { host: string; port: number }[] };
+  delivery?: Delivery;
+  /** DKIM selectors used for every local domain (keys made on first use). */
+  dkim?: { selectors: { selector: string; type: "ed25519" | "rsa-2048" }[] };
 }
+
+export const DEFAULT_DNS = { servers: [{ host: "127.0.0.1", port: 53 }] };
+export const DEFAULT_DELIVERY: Delivery = { mxPort: 25, smarthost: null };
+/** RFC 8463 §4: sign with Ed25519 and RSA while Ed25519 support spreads. */
+export const DEFAULT_DKIM = {
+  selectors: [
+    { selector: "lbed", type: "ed25519" as const },
+    { selector: "lbrsa", type: "rsa-2048" as const },
+  ],
+};
 
 export const DEFAULT_LIMITS: Limits = {
   maxMessageSize: 100 * 1024 * 1024,

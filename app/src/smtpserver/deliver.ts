@@ -4,9 +4,11 @@
  * 1. At RCPT time each recipient is resolved once: a local address becomes the
  *    account(s) it delivers to (an alias expands to its member accounts); an
  *    unknown local address is refused (550 5.1.1); a non-local domain is refused
- *    on MX (550 5.7.1, no open relay, RFC 5321 §3.6 / RFC 2505) and on
- *    submission for now (550 5.3.0: there is no outgoing queue yet). In local
- *    mode every recipient of every domain is the one account.
+ *    on MX (550 5.7.1, no open relay, RFC 5321 §3.6 / RFC 2505); on submission
+ *    it is accepted as `remote` when the outgoing queue runs (550 5.3.0 when it
+ *    does not). In local mode every recipient is the one account, except
+ *    other domains on submission with a queue: those are `remote` too, so the
+ *    queue, DSNs and failures can be tried (queue/local.ts).
  * 2. After DATA/BDAT LAST the message goes to the store in ONE deliver() call
  *    whose targets are the distinct accounts of all accepted recipients, so
  *    each account gets one copy even when several recipients resolve to it.
@@ -32,9 +34,12 @@ export interface ResolveContext {
   mailFrom: Address | null;
   /** Authenticated account id (submission), null on MX. */
   accountId: number | null;
+  /** The outgoing queue runs: submission accepts recipients at other domains. */
+  queueAvailable?: boolean;
 }
 
-export type Resolved = { ok: true; accountIds: number[] } | { ok: false; error: SmtpError };
+/** `remote`: the recipient is for the outgoing queue (accountIds empty). */
+export type Resolved = { ok: true; accountIds: number[]; remote?: boolean } | { ok: false; error: SmtpError };
 
 /** Can this sender post to an alias? RFC-less policy: postPublic, or the sender is a member. */
 function mayPostToAlias(alias: Alias, ctx: ResolveContext): boolean {
@@ -49,6 +54,10 @@ function mayPostToAlias(alias: Alias, ctx: ResolveContext): boolean {
 
 /** Resolve one RCPT TO path to the accounts it delivers to, or the SMTP error to reply. */
 export function resolveRecipient(addr: Address, ctx: ResolveContext): Resolved {
+  const submissionQueue = ctx.kind !== "smtp" && ctx.queueAvailable === true;
+  if (ctx.localserve && submissionQueue && addr.domain !== "" && !ctx.store.isLocalDomain(addr.domain)) {
+    return { ok: true, accountIds: [], remote: true };
+  }
   if (ctx.localserve) {
     // Local mode: everything is delivered into the one account (design.md).
     const acc = ctx.store.listAccounts()[0];
@@ -62,6 +71,7 @@ export function resolveRecipient(addr: Address, ctx: ResolveContext): Resolved {
       // Never an open relay: MX accepts only local domains.
       return { ok: false, error: new SmtpError(true, 550, SE.POL_DELIVERY_UNAUTH, "relaying denied", "RCPT") };
     }
+    if (submissionQueue && !literal) return { ok: true, accountIds: [], remote: true };
     return { ok: false, error: new SmtpError(true, 550, SE.SYS_OTHER, "outgoing delivery is not available yet", "RCPT") };
   }
   const r = ctx.store.resolveRecipient(addr.localPart, domain);

@@ -14,9 +14,10 @@
  *    or a known TLS client certificate authenticates the account.
  * 4. MAIL FROM starts a transaction; each RCPT TO is resolved at once
  *    (deliver.ts): local users and aliases are accepted, unknown users get
- *    550 5.1.1, other domains 550 5.7.1 on MX (no open relay) and 550 5.3.0 on
- *    submission (no outgoing queue yet). Local mode delivers every recipient
- *    into the one account.
+ *    550 5.1.1, other domains 550 5.7.1 on MX (no open relay); on submission
+ *    they go to the outgoing queue (550 5.3.0 when it does not run). Local
+ *    mode delivers every recipient into the one account (submissions to other
+ *    domains go through the queue when it runs, see queue/local.ts).
  * 5. DATA (dot-stuffed, smuggling-safe) or BDAT chunks bring the message.
  *    On submission the From header must be the account's (submission.ts),
  *    and Date/Message-ID are added when missing.
@@ -31,6 +32,7 @@ import { listen, type Listening, type TlsMaterial } from "./listener.ts";
 import { IpLimiter } from "./limits.ts";
 import { Session, type ServerContext } from "./server.ts";
 import type { ListenerKind } from "./deliver.ts";
+import type { SubmissionQueue } from "../queue/types.ts";
 
 export interface SmtpListenerAddress {
   listener: string;
@@ -60,6 +62,8 @@ export async function startSmtpServers(opts: {
   tls: TlsMaterial | null;
   log: Logger;
   authDelayBaseMs?: number;
+  /** The outgoing queue: submission then accepts other domains and FUTURERELEASE. */
+  queue?: SubmissionQueue | null;
 }): Promise<SmtpServers> {
   const { config, store, tls, log } = opts;
   const limiter = new IpLimiter(config.limits, opts.authDelayBaseMs ?? 1000);
@@ -81,6 +85,7 @@ export async function startSmtpServers(opts: {
           listener: l.name,
           tlsAvailable: tls !== null,
           sessions,
+          queue: opts.queue ?? null,
         };
         for (const ip of l.ips) {
           const lis = listen({

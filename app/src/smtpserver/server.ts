@@ -32,6 +32,7 @@ import type { IpLimiter } from "./limits.ts";
 import { formatReceived } from "./received.ts";
 import { checkSubmittedMessage } from "./submission.ts";
 import { resolveRecipient, deliverToAccounts, type ListenerKind } from "./deliver.ts";
+import type { SubmissionQueue } from "../queue/types.ts";
 
 /** RFC 5321 §4.5.3.1.4: 512 octets per command line; we allow 2048 for extension parameters (as Postfix does). */
 export const MAX_COMMAND_LINE_OCTETS = 2048;
@@ -50,12 +51,16 @@ export interface ServerContext {
   /** A certificate is configured (STARTTLS possible / implicit TLS). */
   tlsAvailable: boolean;
   sessions: Set<Session>;
+  /** The outgoing queue; submission then accepts other domains and FUTURERELEASE. */
+  queue?: SubmissionQueue | null;
 }
 
 interface Recipient {
   path: Address;
   params: RcptParams;
   accountIds: number[];
+  /** For the outgoing queue (another domain). */
+  remote: boolean;
 }
 
 interface Transaction {
@@ -75,6 +80,11 @@ const BAD_CODES = new Set([500, 501, 502, 503, 504, 555]);
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** RFC 3339 date-time in UTC without fractions, e.g. "2026-11-25T13:01:02Z". */
+function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
@@ -458,6 +468,11 @@ export class Session implements ConnHandler {
     kw.push(`LIMITS RCPTMAX=${c.limits.maxRecipients}`); // RFC 9422
     kw.push("CHUNKING", "BINARYMIME"); // RFC 3030
     kw.push("DSN"); // RFC 3461
+    if (this.isSubmission && this.ctx.queue) {
+      // RFC 4865 §3: FUTURERELEASE max-future-release-interval max-future-release-date-time.
+      const max = this.ctx.queue.maxHoldSeconds;
+      kw.push(`FUTURERELEASE ${max} ${rfc3339(new Date(Date.now() + max * 1000))}`);
+    }
     if (this.isSubmission && this.conn.tls) {
       const mechs = advertisedMechanisms({ tls: true, clientCert: this.clientSpki !== null, channelBinding: this.conn.channelBindingTlsExporter() !== null });
       if (mechs.length > 0) kw.push("AUTH " + mechs.join(" ")); // RFC 4954
@@ -663,8 +678,17 @@ export class Session implements ConnHandler {
     if (params.size !== undefined && params.size > max) return void this.reply(552, SE.SYS_MSG_TOO_BIG, `message too big, maximum is ${max} octets`);
     // RFC 8689 §4.1: REQUIRETLS only over TLS (we only announce it there).
     if (params.requiretls && !this.conn.tls) return void this.reply(530, SE.POL_ENCRYPTION_NEEDED, "REQUIRETLS needs a TLS connection");
-    // RFC 4865: FUTURERELEASE is not announced (there is no queue to hold messages).
-    if (params.holdFor !== undefined || params.holdUntil !== undefined) return void this.reply(555, SE.PROTO_BAD_PARAMS, "FUTURERELEASE not supported");
+    if (params.holdFor !== undefined || params.holdUntil !== undefined) {
+      // RFC 4865: FUTURERELEASE is announced on submission only, when the queue runs.
+      if (!this.isSubmission || !this.ctx.queue) return void this.reply(555, SE.PROTO_BAD_PARAMS, "FUTURERELEASE not supported");
+      const max = this.ctx.queue.maxHoldSeconds;
+      // RFC 4865 §4: a HOLDFOR beyond max-future-release-interval, or a HOLDUNTIL beyond
+      // max-future-release-date-time, is refused with 501 (syntax error in parameters).
+      if (params.holdFor !== undefined && params.holdFor > max) return void this.reply(501, SE.PROTO_BAD_PARAMS, `HOLDFOR longer than ${max} seconds`);
+      if (params.holdUntil !== undefined && params.holdUntil.getTime() > Date.now() + max * 1000) {
+        return void this.reply(501, SE.PROTO_BAD_PARAMS, `HOLDUNTIL later than ${rfc3339(new Date(Date.now() + max * 1000))}`);
+      }
+    }
     if (!this.ctx.limiter.mayStartMessage(this.ip)) {
       this.log.info("message rate limit reached");
       this.reply(421, "4.7.0", "too many messages from your IP, try again later");
@@ -695,12 +719,13 @@ export class Session implements ConnHandler {
       hostname: this.ctx.config.hostname,
       mailFrom: tx.from,
       accountId: this.isSubmission ? (this.account?.id ?? null) : null,
+      queueAvailable: this.isSubmission && !!this.ctx.queue,
     });
     if (!r.ok) {
       this.log.info("recipient refused", { rcpt: formatAddress(path), code: r.error.code, reason: r.error.message });
       return void this.replyError(r.error);
     }
-    tx.rcpts.push({ path, params, accountIds: r.accountIds });
+    tx.rcpts.push({ path, params, accountIds: r.accountIds, remote: r.remote === true });
     this.reply(250, "2.1.5", "recipient ok");
   }
 
@@ -751,6 +776,38 @@ export class Session implements ConnHandler {
     if (rest.length > 0) this.queued.unshift(rest);
   }
 
+  /**
+   * Hand the message with ALL its recipients (local ones too, so FUTURERELEASE
+   * holds them as well) to the outgoing queue; 250 only once it is durable.
+   */
+  private async enqueue(queue: SubmissionQueue, tx: Transaction, message: Uint8Array, now: Date, msgId: string, command: string): Promise<void> {
+    const p = tx.params;
+    // RFC 4865 §4: HOLDFOR counts from now; a HOLDUNTIL in the past releases at once.
+    const releaseAt = p.holdFor !== undefined ? new Date(now.getTime() + p.holdFor * 1000) : p.holdUntil;
+    let r: { messageId: number };
+    try {
+      r = await queue.submit({
+        accountId: this.account!.id,
+        sender: tx.from,
+        recipients: tx.rcpts.map((rc) => ({ address: rc.path, notify: rc.params.notify, orcpt: rc.params.orcpt })),
+        data: message,
+        smtputf8: p.smtputf8,
+        body: p.body,
+        requiretls: p.requiretls,
+        envid: p.envid,
+        ret: p.ret,
+        releaseAt,
+        queuedAt: now,
+      });
+    } catch (e) {
+      this.log.error("queueing failed", { id: msgId, err: e as Error });
+      throw new SmtpError(false, 451, SE.SYS_OTHER, "error queueing message, try again later", command);
+    }
+    this.ctx.limiter.messageAccepted(this.ip);
+    this.log.info("message queued", { id: msgId, qid: r.messageId, size: message.length, rcpts: tx.rcpts.length, release: releaseAt?.toISOString(), command });
+    if (!this.isClosed()) this.reply(250, "2.0.0", `message queued, id ${msgId}`);
+  }
+
   /** Add our headers, check submission rules, deliver durably, then reply 250 (or the error). */
   private async acceptMessage(data: Uint8Array, command: "DATA" | "BDAT"): Promise<void> {
     const tx = this.tx!;
@@ -776,6 +833,12 @@ export class Session implements ConnHandler {
         date: formatDateRFC5322(now),
       });
       const message = concatBytes([utf8.encode(received + added), data]);
+      const queue = this.isSubmission ? this.ctx.queue : null;
+      const hold = tx.params.holdFor !== undefined || tx.params.holdUntil !== undefined;
+      if (queue && (hold || tx.rcpts.some((r) => r.remote))) {
+        await this.enqueue(queue, tx, message, now, msgId, command);
+        return;
+      }
       const accountIds = new Set<number>();
       for (const r of tx.rcpts) for (const a of r.accountIds) accountIds.add(a);
       await deliverToAccounts(this.ctx.store, message, accountIds, now);

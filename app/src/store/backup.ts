@@ -4,8 +4,8 @@
  * Message files are immutable once committed, so a copy needs only a
  * consistent index plus the files its rows name:
  *
- * 1. Hardlink (or copy, across file systems) every file now under msg/ into
- *    DEST/msg/. This is the slow part and needs no lock.
+ * 1. Hardlink (or copy, across file systems) every file now under msg/ and
+ *    queue/ (outgoing messages) into DEST. This is the slow part and needs no lock.
  * 2. `VACUUM INTO DEST/index.db`: a transactionally consistent snapshot of the
  *    index (SQLite reads one WAL snapshot; writers keep going).
  * 3. Link/copy the files of rows that were committed between 1 and 2. If one
@@ -42,6 +42,8 @@ async function messageFiles(dataDir: string): Promise<string[]> {
       for (const name of await listDir(join(dataDir, "msg", acc, shard))) out.push(join("msg", acc, shard, name));
     }
   }
+  // Outgoing messages waiting in the queue (store/queue.ts): immutable too.
+  for (const name of await listDir(join(dataDir, "queue"))) out.push(join("queue", name));
   return out;
 }
 
@@ -106,6 +108,10 @@ export async function backup(db: Database, dataDir: string, dest: string, log: L
     try {
       const rows = snap.query("SELECT id, account_id FROM messages WHERE expunged = 0").all() as { id: number; account_id: number }[];
       wanted = new Set(rows.map((r) => messageRelPath(r.account_id, r.id)));
+      const hasQueue = snap.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'queue_messages'").get() !== null;
+      if (hasQueue) {
+        for (const q of snap.query("SELECT file FROM queue_messages").all() as { file: string }[]) wanted.add(join("queue", q.file));
+      }
       for (const rel of wanted) {
         if (have.has(rel)) continue;
         if (!(await take(rel))) missing++;

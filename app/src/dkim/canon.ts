@@ -1,0 +1,49 @@
+/**
+ * DKIM canonicalization (RFC 6376 §3.4): the two ways a signer and a
+ * verifier agree to see a message, so that harmless changes in transit do
+ * not break a signature.
+ *
+ * - "simple" (§3.4.1, §3.4.3): header fields exactly as they are; the body
+ *   exactly, except that empty lines at its end are dropped (one CRLF kept).
+ * - "relaxed" (§3.4.2, §3.4.4): header names lower-cased, values unfolded,
+ *   whitespace runs made one space; in the body, whitespace runs made one
+ *   space, whitespace at line ends and empty lines at the end dropped.
+ *
+ * The relaxed functions are the signer's (sign.ts): one implementation, used
+ * by both directions. This file adds "simple" and the choice by name, for the
+ * verifier (verify.ts), which must accept whatever the signer chose.
+ */
+import { canonicalizeBodyRelaxed, canonicalizeHeaderRelaxed } from "./sign.ts";
+
+export type Canonicalization = "simple" | "relaxed";
+
+const CR = 13;
+const LF = 10;
+const latin1 = new TextDecoder("latin1");
+
+/** RFC 6376 §3.4.3: the body with trailing empty lines removed and exactly one final CRLF (an empty body is CRLF). */
+export function canonicalizeBodySimple(body: Uint8Array): Uint8Array {
+  let end = body.length;
+  while (end >= 2 && body[end - 2] === CR && body[end - 1] === LF) end -= 2;
+  const out = new Uint8Array(end + 2);
+  out.set(body.subarray(0, end), 0);
+  out[end] = CR;
+  out[end + 1] = LF;
+  return out;
+}
+
+/** The canonical body under `c` (§3.4.3 or §3.4.4). */
+export function canonicalizeBody(c: Canonicalization, body: Uint8Array): Uint8Array {
+  return c === "simple" ? canonicalizeBodySimple(body) : canonicalizeBodyRelaxed(body);
+}
+
+/**
+ * One header field, canonicalized under `c`, with its final CRLF (§3.4.1:
+ * "simple" keeps the field's octets unchanged; §3.4.2 "relaxed").
+ * `raw` is the field's exact octets including its line ending.
+ */
+export function canonicalizeHeaderField(c: Canonicalization, raw: Uint8Array): string {
+  const text = latin1.decode(raw);
+  if (c === "simple") return text.endsWith("\n") ? text : text + "\r\n";
+  return canonicalizeHeaderRelaxed(text) + "\r\n";
+}
