@@ -1,0 +1,30 @@
+/**
+ * web: the panel on Bun.serve, how a person meets Letterbox.
+ *
+ * Serving one request:
+ * 1. Bun.serve listens on each listener's http (80) and https (443) port,
+ *    HTTPS with the same certificate as SMTP (server.ts).
+ * 2. The router (router.ts) picks the handler: a page shell (assets.ts: HTML
+ *    without inline code, the bundled app/ui script and style, embedded at
+ *    build time by a Bun macro, build-ui.ts), or an API call
+ *    `POST /<area>/api/<method>` with a JSON body (api.ts).
+ * 3. Areas: /setup/ (open only until the admin password is set, LAN only:
+ *    setup.ts), /admin/ (admin-api.ts), /account/ (account-api.ts). Each area
+ *    has its own session cookie scoped to its path (session.ts): HttpOnly,
+ *    SameSite=Strict, Secure over HTTPS, server-side sessions extended on
+ *    use, a CSRF value per session sent in `x-csrf` (API) or a `csrf` field
+ *    (form posts); login rate limited per IP and per account (ratelimit.ts).
+ * 4. Errors are `{code, message}` with code user:noAuth, user:badAuth,
+ *    user:error or server:error (http.ts); the page's API client
+ *    (app/ui/api.ts) shows the login form on noAuth/badAuth and retries.
+ * 5. Every response carries the security headers (CSP without inline
+ *    scripts, X-Frame-Options DENY, nosniff, Referrer-Policy), and each
+ *    request is logged as one logfmt line.
+ *
+ * The setup wizard's DNS records (dns-records.ts) and connectivity checks
+ * (checks.ts) are pure or injectable, so tests never reach the internet.
+ */
+export { WebApp, startWebServers, type WebOptions, type WebServers, type WebListenerAddress } from "./server.ts";
+export { ApiError, type ApiErrorCode } from "./http.ts";
+export type { ConnectivityChecks, CheckResult } from "./checks.ts";
+export type { DnsLookup, DnsRecord, RecordCheck } from "./dns-records.ts";

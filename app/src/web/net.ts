@@ -1,0 +1,106 @@
+/**
+ * Who may reach the setup page: source addresses on the local network, and
+ * Host names that are ours (a defence against DNS rebinding, where a remote
+ * web page makes a LAN browser talk to us under the attacker's name).
+ */
+import { isIPv4, isIPv6 } from "node:net";
+
+/** "::ffff:192.168.1.2" → "192.168.1.2"; other addresses lower-cased. */
+export function unmapIp(ip: string): string {
+  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return m ? m[1]! : ip.toLowerCase();
+}
+
+function v4Octets(ip: string): number[] | null {
+  if (!isIPv4(ip)) return null;
+  return ip.split(".").map(Number);
+}
+
+/** The eight 16-bit groups of an IPv6 address, or null. */
+export function v6Groups(ip: string): number[] | null {
+  const s = ip.replace(/%.*$/, "");
+  if (!isIPv6(s)) return null;
+  let head = s;
+  let tail = "";
+  const dbl = s.indexOf("::");
+  if (dbl >= 0) {
+    head = s.slice(0, dbl);
+    tail = s.slice(dbl + 2);
+  }
+  const parse = (part: string): number[] => {
+    if (part === "") return [];
+    const out: number[] = [];
+    for (const g of part.split(":")) {
+      if (g.includes(".")) {
+        const o = v4Octets(g);
+        if (!o) return [NaN];
+        out.push((o[0]! << 8) | o[1]!, (o[2]! << 8) | o[3]!);
+      } else out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const h = parse(head);
+  const t = parse(tail);
+  const groups = dbl >= 0 ? [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t] : h;
+  if (groups.length !== 8 || groups.some((g) => Number.isNaN(g))) return null;
+  return groups;
+}
+
+/**
+ * True for addresses of this machine or the local network: loopback
+ * (RFC 1122 §3.2.1.3, RFC 4291 §2.5.3), private IPv4 (RFC 1918), unique
+ * local IPv6 (RFC 4193, fc00::/7) and link-local (RFC 3927, RFC 4291 §2.5.6).
+ */
+export function isLanAddress(ipIn: string): boolean {
+  const ip = unmapIp(ipIn);
+  const o = v4Octets(ip);
+  if (o) {
+    const [a, b] = [o[0]!, o[1]!];
+    return a === 127 || a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 169 && b === 254);
+  }
+  const g = v6Groups(ip);
+  if (!g) return false;
+  if (g.slice(0, 7).every((x) => x === 0) && g[7] === 1) return true; // ::1
+  const first = g[0]!;
+  return (first & 0xfe00) === 0xfc00 || (first & 0xffc0) === 0xfe80;
+}
+
+/** The host part of a Host header value (RFC 9110 §7.2): port removed, brackets of IPv6 literals removed, lower case, no trailing dot. */
+export function hostOfHeader(host: string | null): string | null {
+  if (!host) return null;
+  let h = host.trim().toLowerCase();
+  if (h.startsWith("[")) {
+    const end = h.indexOf("]");
+    if (end < 0) return null;
+    return h.slice(1, end);
+  }
+  const colon = h.lastIndexOf(":");
+  if (colon >= 0) {
+    if (!/^\d+$/.test(h.slice(colon + 1))) return null;
+    h = h.slice(0, colon);
+  }
+  if (h.endsWith(".")) h = h.slice(0, -1);
+  return h === "" ? null : h;
+}
+
+/**
+ * Suffixes that home routers hand out for DHCP names (never delegated in
+ * public DNS, so an attacker cannot point such a name at us).
+ */
+export const LAN_SUFFIXES = ["local", "lan", "home", "home.arpa", "localdomain", "internal", "fritz.box", "box", "router"] as const;
+
+/**
+ * True when a request with this Host may see the setup page: letterbox.local
+ * (mDNS), localhost, the configured host name, a LAN IP literal, or the
+ * device's own name as a router's DHCP name ("letterbox", "letterbox.lan",
+ * "letterbox.fritz.box", ...).
+ */
+export function isSetupHost(hostHeader: string | null, names: { hostname: string; deviceName: string; extra?: readonly string[] }): boolean {
+  const h = hostOfHeader(hostHeader);
+  if (!h) return false;
+  if (isIPv4(h) || isIPv6(h)) return isLanAddress(h);
+  const device = names.deviceName.toLowerCase();
+  const allowed = new Set<string>(["letterbox.local", "localhost", names.hostname.toLowerCase(), device, ...(names.extra ?? []).map((s) => s.toLowerCase())]);
+  for (const suffix of LAN_SUFFIXES) allowed.add(`${device}.${suffix}`);
+  return allowed.has(h);
+}
