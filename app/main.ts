@@ -19,6 +19,7 @@ const VERBS: Record<string, Verb> = {
   export: { summary: "export an account's messages as mbox or maildir", load: () => import("./cli/export.ts") },
   import: { summary: "import messages from mbox or maildir into a mailbox", load: () => import("./cli/import.ts") },
   backup: { summary: "make a consistent copy of the data folder, also while the server runs", load: () => import("./cli/backup.ts") },
+  queue: { summary: "list, hold, release, retry or drop outgoing messages; hold rules, suppression list", load: () => import("./cli/queue.ts") },
   dns: { summary: "look up DNS records as Letterbox sees them (authentic, EDE)", load: () => import("./cli/dns.ts") },
   verifydata: { summary: "check the index against the message files; non-zero exit on any problem", load: () => import("./cli/verifydata.ts") },
 };

@@ -2,15 +2,24 @@
  * What `serve` and `localserve` share: given a validated Config, an open store
  * and the TLS material, start every listener, log where they listen, and keep
  * running until SIGINT/SIGTERM, then shut down in order (listeners first, so no
- * new transaction starts, then the store, which finishes its pending commit).
+ * new transaction starts, then the outgoing queue, which finishes deliveries in
+ * progress, then the store, which finishes its pending commit).
  */
 import type { Config } from "../src/config/types.ts";
 import type { Logger } from "../src/log/index.ts";
 import type { Store } from "../src/store/index.ts";
 import { startSmtpServers, type SmtpListenerAddress } from "../src/smtpserver/index.ts";
+import { Queue, type QueueOptions } from "../src/queue/index.ts";
+import { startImapServers, type ImapListenerAddress } from "../src/imapserver/server.ts";
+import { startWebServers, type WebListenerAddress } from "../src/web/server.ts";
 
 export interface RunningServer {
   smtp: SmtpListenerAddress[];
+  imap: ImapListenerAddress[];
+  /** The web panel's HTTP/HTTPS listeners. */
+  web: WebListenerAddress[];
+  /** The outgoing queue, when started. */
+  queue: Queue | null;
   /** Resolves after a signal-triggered (or requested) shutdown completed. */
   done: Promise<void>;
   stop(): Promise<void>;
@@ -21,10 +30,42 @@ export async function startServer(opts: {
   store: Store;
   tls: { certPem: string; keyPem: string } | null;
   log: Logger;
+  /** Start the outgoing queue with these options (submission then relays to other domains). */
+  queue?: Omit<QueueOptions, "store" | "log" | "hostname"> | null;
 }): Promise<RunningServer> {
   const { config, store, tls, log } = opts;
-  const smtp = await startSmtpServers({ config, store, tls, log: log.child({ room: "smtpserver" }) });
+  let queue: Queue | null = null;
+  if (opts.queue) {
+    queue = new Queue({ ...opts.queue, store, log: log.child({ room: "queue" }), hostname: config.hostname });
+    await queue.start();
+  }
+  let smtp;
+  try {
+    smtp = await startSmtpServers({ config, store, tls, log: log.child({ room: "smtpserver" }), queue });
+  } catch (e) {
+    await queue?.stop();
+    throw e;
+  }
   for (const a of smtp.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
+  let imap;
+  try {
+    imap = await startImapServers({ config, store, tls, log: log.child({ room: "imapserver" }) });
+  } catch (e) {
+    await smtp.close();
+    await queue?.stop();
+    throw e;
+  }
+  for (const a of imap.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
+  let web;
+  try {
+    web = await startWebServers({ config, store, tls, log: log.child({ room: "web" }) });
+  } catch (e) {
+    await imap.close();
+    await smtp.close();
+    await queue?.stop();
+    throw e;
+  }
+  for (const a of web.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -34,6 +75,9 @@ export async function startServer(opts: {
       stopping = (async () => {
         log.info("shutting down");
         await smtp.close();
+        await imap.close();
+        await web.close();
+        await queue?.stop();
         await store.close();
         log.info("stopped");
         resolveDone();
@@ -47,5 +91,5 @@ export async function startServer(opts: {
   };
   process.once("SIGINT", () => onSignal("SIGINT"));
   process.once("SIGTERM", () => onSignal("SIGTERM"));
-  return { smtp: smtp.addresses, done, stop };
+  return { smtp: smtp.addresses, imap: imap.addresses, web: web.addresses, queue, done, stop };
 }

@@ -55,7 +55,7 @@ export interface Delivery {
   /** The complete message as it will be stored (headers we added included). */
   data: Uint8Array;
   /** Where each copy goes. Default mailbox: the Inbox. Each account gets at most one copy per distinct mailbox. */
-  targets: { accountId: number; mailbox?: string | SpecialUse }[];
+  targets: { accountId: number; mailbox?: string | SpecialUse; /** Exact mailbox by id (IMAP APPEND); wins over `mailbox`. */ mailboxId?: number }[];
   flags?: string[];
   keywords?: string[];
   receivedAt?: Date;

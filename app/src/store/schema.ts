@@ -120,6 +120,171 @@ export const MIGRATIONS: readonly string[] = [
   );
   INSERT INTO counters (name, value) VALUES ('next_message_id', 1024), ('next_uidvalidity', 1);
   `,
+  // IMAP (imapserver): per-message MIME structure, envelope fields and preview
+  // computed once at delivery; RFC 8514 save date; subscriptions (RFC 9051
+  // §6.3.7: may name mailboxes that do not exist).
+  `
+  ALTER TABLE messages ADD COLUMN structure TEXT;     -- JSON MimePart (mime/structure.ts); NULL: computed on first use
+  ALTER TABLE messages ADD COLUMN envelope TEXT;      -- JSON [[name, value], ...] of the ENVELOPE/SORT/THREAD header fields
+  ALTER TABLE messages ADD COLUMN preview TEXT;       -- RFC 8970 preview text
+  ALTER TABLE messages ADD COLUMN saved_at INTEGER;   -- RFC 8514 SAVEDATE, ms since epoch
+  CREATE INDEX messages_mailbox_uid_live ON messages(mailbox_id, expunged, uid);
+  CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+  ) WITHOUT ROWID;
+  INSERT OR IGNORE INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes;
+  `,
+  // Outgoing queue (queue/, store/queue.ts): one row per queued message (its
+  // file is queue/<file>), one per recipient still to deliver; hold rules and
+  // per-account suppression lists.
+  `
+  CREATE TABLE queue_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused
+    account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL,  -- submitter; NULL for DSNs and removed accounts
+    file TEXT NOT NULL UNIQUE,        -- name under queue/, random
+    sender_localpart TEXT NOT NULL,   -- '' and '' for the null reverse path <>
+    sender_domain TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    queued_at INTEGER NOT NULL,       -- ms since epoch
+    release_at INTEGER NOT NULL,      -- RFC 4865 FUTURERELEASE; = queued_at without
+    smtputf8 INTEGER NOT NULL DEFAULT 0,
+    body TEXT,                        -- BODY= of MAIL FROM (7BIT, 8BITMIME, BINARYMIME) or NULL
+    requiretls INTEGER NOT NULL DEFAULT 0,  -- RFC 8689
+    envid TEXT,                       -- RFC 3461 ENVID, decoded
+    ret TEXT,                         -- RFC 3461 RET: FULL or HDRS
+    is_dsn INTEGER NOT NULL DEFAULT 0,
+    subject TEXT NOT NULL DEFAULT '', -- for listing
+    message_id_header TEXT NOT NULL DEFAULT ''
+  );
+  CREATE TABLE queue_recipients (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id INTEGER NOT NULL REFERENCES queue_messages(id) ON DELETE CASCADE,
+    localpart TEXT NOT NULL,          -- NFC, case as given
+    domain TEXT NOT NULL,             -- ASCII, lower-case
+    orcpt TEXT,                       -- RFC 3461 ORCPT as "addr-type;address" (decoded)
+    notify TEXT,                      -- RFC 3461 NOTIFY: "NEVER" or comma list; NULL: not given
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,    -- ms since epoch
+    last_attempt INTEGER,
+    last_error TEXT,
+    hold INTEGER NOT NULL DEFAULT 0,
+    delay_notified INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX queue_recipients_due ON queue_recipients(hold, next_attempt);
+  CREATE INDEX queue_recipients_message ON queue_recipients(message_id);
+  CREATE TABLE queue_hold_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER REFERENCES accounts(id) ON DELETE CASCADE,  -- NULL: any account
+    sender_domain TEXT NOT NULL DEFAULT '',     -- '': any
+    recipient_domain TEXT NOT NULL DEFAULT '',  -- '': any
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE queue_suppressions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address_key TEXT NOT NULL,        -- lower-case NFC local part @ ASCII domain
+    reason TEXT NOT NULL,
+    manual INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, address_key)
+  ) WITHOUT ROWID;
+  `,
+  // Web panel (web/, store/web*.ts): dynamic settings (admin password hash,
+  // setup state, domain/host name chosen in setup) and server-side sessions
+  // of the admin and account pages.
+  `
+  CREATE TABLE web_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at INTEGER NOT NULL       -- ms since epoch
+  );
+  CREATE TABLE web_sessions (
+    token_hash TEXT PRIMARY KEY,      -- hex SHA-256 of the cookie value; the value itself is never stored
+    kind TEXT NOT NULL,               -- 'admin' or 'account'
+    account_id INTEGER REFERENCES accounts(id) ON DELETE CASCADE,  -- NULL for admin sessions
+    csrf TEXT NOT NULL,               -- random, returned by login, required on every state-changing call
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL       -- extended on use (last use + lifetime)
+  );
+  CREATE INDEX web_sessions_account ON web_sessions(kind, account_id);
+  CREATE INDEX web_sessions_expires ON web_sessions(expires_at);
+  `,
+  // Keeping spam out (junk/, reputation/, rules/; store/junk*.ts): the
+  // per-account Bayesian word counts and what each message is trained as;
+  // the verdicts of delivered messages (the account's history with a sender,
+  // for reputation); addresses the account has written to; per-account rules.
+  `
+  CREATE TABLE junk_words (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    word TEXT NOT NULL,               -- token (junk/tokenize.ts)
+    ham INTEGER NOT NULL DEFAULT 0,   -- ham messages trained that contain it
+    spam INTEGER NOT NULL DEFAULT 0,  -- junk messages trained that contain it
+    PRIMARY KEY (account_id, word)
+  ) WITHOUT ROWID;
+  CREATE TABLE junk_totals (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    hams INTEGER NOT NULL DEFAULT 0,
+    spams INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE junk_trained (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    msg_hash TEXT NOT NULL,           -- hex SHA-256 of the message octets
+    class TEXT NOT NULL,              -- 'ham' or 'spam'
+    trained_at INTEGER NOT NULL,
+    PRIMARY KEY (account_id, msg_hash)
+  ) WITHOUT ROWID;
+  CREATE TABLE junk_settings (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    params TEXT NOT NULL,             -- JSON JunkParams
+    updated_at INTEGER NOT NULL
+  );
+  CREATE TABLE message_verdicts (
+    message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    received_at INTEGER NOT NULL,     -- ms since epoch
+    remote_ip TEXT NOT NULL DEFAULT '',
+    remote_net TEXT NOT NULL DEFAULT '',     -- IPv4 /24 or IPv6 /64 of remote_ip
+    ehlo TEXT NOT NULL DEFAULT '',
+    mail_from TEXT NOT NULL DEFAULT '',      -- address key of MAIL FROM; '' for <>
+    mail_from_domain TEXT NOT NULL DEFAULT '',
+    spf TEXT NOT NULL DEFAULT 'none',        -- RFC 7208 §2.6 result for MAIL FROM
+    msg_from TEXT NOT NULL DEFAULT '',       -- address key of the message From
+    msg_from_domain TEXT NOT NULL DEFAULT '',
+    msg_from_verified INTEGER NOT NULL DEFAULT 0,  -- From domain authenticated (DMARC pass or aligned DKIM/SPF)
+    list_id TEXT NOT NULL DEFAULT '',        -- RFC 2919 list identifier, lower-case
+    decision TEXT NOT NULL DEFAULT '',       -- where it was filed and why (reputation/decide.ts)
+    junk_probability REAL                    -- Bayesian filter result, NULL when not run
+  );
+  CREATE INDEX message_verdicts_msg_from ON message_verdicts(account_id, msg_from, msg_from_verified);
+  CREATE INDEX message_verdicts_mail_from ON message_verdicts(account_id, mail_from, spf);
+  CREATE INDEX message_verdicts_ip ON message_verdicts(account_id, remote_ip);
+  CREATE INDEX message_verdicts_net ON message_verdicts(account_id, remote_net);
+  CREATE TABLE message_verdict_domains (
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    domain TEXT NOT NULL,             -- a domain verified for this message: DKIM d=, SPF-pass MAIL FROM domain, verified From domain
+    PRIMARY KEY (message_id, domain)
+  ) WITHOUT ROWID;
+  CREATE INDEX message_verdict_domains_domain ON message_verdict_domains(account_id, domain);
+  CREATE TABLE reputation_outgoing (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    address_key TEXT NOT NULL,        -- recipient the account sent to: lower-case NFC local part @ ASCII domain
+    first_at INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (account_id, address_key)
+  ) WITHOUT ROWID;
+  CREATE TABLE account_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,        -- evaluation order, 0 first
+    rule TEXT NOT NULL,               -- JSON Rule (rules/rule.ts)
+    created_at INTEGER NOT NULL
+  );
+  CREATE INDEX account_rules_account ON account_rules(account_id, position);
+  `,
 ];
 
 /** Open (creating if needed) the index with WAL, synchronous=FULL, foreign keys and a busy timeout. */

@@ -28,6 +28,8 @@ import { ensureDir, fsyncDir, messageRelPath, shardRelDir, writeFileSynced } fro
 import { GroupCommitter, type CommitStats } from "./group-commit.ts";
 import { allocateBlock, releaseBlocks, releaseOwner } from "./id-blocks.ts";
 import { verifyData, type Problem, type VerifyCounts } from "./verify.ts";
+import { computeMeta, type MessageMeta } from "./message-meta.ts";
+import { ChangeFeed } from "./changes.ts";
 import { backup } from "./backup.ts";
 
 /** Mailboxes every new account gets, with their RFC 6154 special use. */
@@ -139,13 +141,24 @@ interface Copy {
   path: string;
 }
 
-interface DeliveryJob {
+/** One message of a delivery job with its copies (one per distinct target mailbox). */
+interface JobMessage {
   data: Uint8Array;
-  targets: { accountId: number; mailbox?: string }[];
+  targets: { accountId: number; mailbox?: string; mailboxId?: number }[];
   bits: number;
   keywords: string[];
   receivedAt: number;
+  meta: MessageMeta;
   copies: Copy[];
+  /** COPY (RFC 9051 §6.4.7): hardlink this existing message file instead of writing `data` (which is then empty). */
+  source?: string;
+  /** Octets of the message (data.length, or the source file's size). */
+  size: number;
+}
+
+/** A delivery job: one or more messages stored all together or not at all (MULTIAPPEND, RFC 3502). */
+interface DeliveryJob {
+  messages: JobMessage[];
   written: string[];
   error: unknown;
   result: DeliveredMessage[];
@@ -221,6 +234,8 @@ export function validMailboxName(name: string): boolean {
 export class Store implements StoreApi {
   private closed = false;
   private readonly committer: GroupCommitter<DeliveryJob>;
+  /** In-process notifications of index changes, per account (IMAP sessions listen). */
+  readonly changes = new ChangeFeed();
   private readonly sep: string;
   private readonly log: Logger;
   /** Current id block of this instance, and blocks used up but not yet released. */
@@ -665,6 +680,7 @@ export class Store implements StoreApi {
     const row = this.db
       .query("INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id")
       .get(accountId, name, specialUse, uv.v, now) as { id: number };
+    this.db.query("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?, ?)").run(accountId, name);
     return row.id;
   }
 
@@ -789,31 +805,66 @@ export class Store implements StoreApi {
    * inode, each copy counted in its account's quota).
    */
   deliver(d: Delivery): Promise<DeliveredMessage[]> {
+    return this.deliverAll([d]);
+  }
+
+  /**
+   * Store several messages as one unit (IMAP MULTIAPPEND, RFC 3502 §6.3.11:
+   * all or none): the same guarantees as deliver() for each, and either all
+   * are committed in one savepoint or none is (files of a failed job are
+   * removed). Results in the order of the deliveries and their targets.
+   */
+  deliverAll(ds: readonly Delivery[]): Promise<DeliveredMessage[]> {
     if (this.closed) return Promise.reject(new StoreError("io", "store is closed"));
-    if (d.data.length === 0) return Promise.reject(new StoreError("invalid", "empty message"));
-    if (d.targets.length === 0) return Promise.reject(new StoreError("invalid", "no targets"));
-    let flags: { bits: number; keywords: string[] };
-    try {
-      flags = parseFlags(d.flags, d.keywords);
-    } catch (e) {
-      return Promise.reject(e);
+    if (ds.length === 0) return Promise.reject(new StoreError("invalid", "no messages"));
+    const messages: JobMessage[] = [];
+    for (const d of ds) {
+      if (d.data.length === 0) return Promise.reject(new StoreError("invalid", "empty message"));
+      if (d.targets.length === 0) return Promise.reject(new StoreError("invalid", "no targets"));
+      let flags: { bits: number; keywords: string[] };
+      try {
+        flags = parseFlags(d.flags, d.keywords);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      const receivedAt = d.receivedAt?.getTime() ?? Date.now();
+      if (!Number.isFinite(receivedAt)) return Promise.reject(new StoreError("invalid", "invalid received date"));
+      messages.push({ data: d.data, size: d.data.length, targets: d.targets, bits: flags.bits, keywords: flags.keywords, receivedAt, meta: computeMeta(d.data), copies: [] });
     }
-    const receivedAt = d.receivedAt?.getTime() ?? Date.now();
-    if (!Number.isFinite(receivedAt)) return Promise.reject(new StoreError("invalid", "invalid received date"));
-    return new Promise<DeliveredMessage[]>((resolve, reject) => {
-      this.committer.submit({
-        data: d.data,
-        targets: d.targets,
-        bits: flags.bits,
-        keywords: flags.keywords,
-        receivedAt,
+    return this.submitMessages(messages);
+  }
+
+  /**
+   * Copy existing messages into a mailbox of the same account (IMAP COPY,
+   * RFC 9051 §6.4.7): each file is hardlinked under a new id, flags,
+   * keywords, internal date and stored meta data are kept; all or none, with
+   * the durability of deliver(). Results in the order given.
+   */
+  copyMessages(
+    accountId: number,
+    mailboxId: number,
+    items: readonly { id: number; size: number; bits: number; keywords: string[]; receivedAt: number; meta: MessageMeta }[],
+  ): Promise<DeliveredMessage[]> {
+    if (this.closed) return Promise.reject(new StoreError("io", "store is closed"));
+    if (items.length === 0) return Promise.resolve([]);
+    return this.submitMessages(
+      items.map((it) => ({
+        data: new Uint8Array(0),
+        size: it.size,
+        source: this.messagePath(accountId, it.id),
+        targets: [{ accountId, mailboxId }],
+        bits: it.bits,
+        keywords: it.keywords,
+        receivedAt: it.receivedAt,
+        meta: it.meta,
         copies: [],
-        written: [],
-        error: undefined,
-        result: [],
-        resolve,
-        reject,
-      });
+      })),
+    );
+  }
+
+  private submitMessages(messages: JobMessage[]): Promise<DeliveredMessage[]> {
+    return new Promise<DeliveredMessage[]>((resolve, reject) => {
+      this.committer.submit({ messages, written: [], error: undefined, result: [], resolve, reject });
     });
   }
 
@@ -822,7 +873,8 @@ export class Store implements StoreApi {
     return { ...this.committer.stats, ...this.counters };
   }
 
-  private nextMessageId(): number {
+  /** A fresh message id from this process's block (also used for expunge tombstones, store/imap.ts). */
+  nextMessageId(): number {
     if (!this.block || this.block.next >= this.block.end) {
       if (this.block) this.retired.push(this.block.start);
       const b = allocateBlock(this.db, this.owner);
@@ -831,22 +883,30 @@ export class Store implements StoreApi {
     return this.block.next++;
   }
 
-  /** Step 1: targets → distinct (account, mailbox) copies, quota checked against the batch so far. */
+  /** Step 1: targets → distinct (account, mailbox) copies, quota checked against the batch so far (and the job's other messages). */
   private prepare(job: DeliveryJob, pending: Map<number, number>): void {
-    const seen = new Set<string>();
     const perAccount = new Map<number, number>();
-    const resolved: { accountId: number; mailboxId: number }[] = [];
-    for (const t of job.targets) {
-      const mb = this.getMailbox(t.accountId, t.mailbox ?? "\\Inbox");
-      if (!mb) {
-        if (!this.db.query("SELECT 1 FROM accounts WHERE id = ?").get(t.accountId)) throw new StoreError("notFound", `no account ${t.accountId}`);
-        throw new StoreError("notFound", `no mailbox ${JSON.stringify(t.mailbox)} in account ${t.accountId}`);
+    const resolved: { msg: JobMessage; accountId: number; mailboxId: number }[] = [];
+    for (const msg of job.messages) {
+      const seen = new Set<string>();
+      for (const t of msg.targets) {
+        const mb =
+          t.mailboxId !== undefined
+            ? (() => {
+                const row = this.db.query("SELECT * FROM mailboxes WHERE id = ? AND account_id = ?").get(t.mailboxId, t.accountId) as MailboxRow | null;
+                return row ? toMailbox(row) : null;
+              })()
+            : this.getMailbox(t.accountId, t.mailbox ?? "\\Inbox");
+        if (!mb) {
+          if (!this.db.query("SELECT 1 FROM accounts WHERE id = ?").get(t.accountId)) throw new StoreError("notFound", `no account ${t.accountId}`);
+          throw new StoreError("notFound", `no mailbox ${JSON.stringify(t.mailbox ?? t.mailboxId)} in account ${t.accountId}`);
+        }
+        const k = `${t.accountId}/${mb.id}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
+        resolved.push({ msg, accountId: t.accountId, mailboxId: mb.id });
+        perAccount.set(t.accountId, (perAccount.get(t.accountId) ?? 0) + msg.size);
       }
-      const k = `${t.accountId}/${mb.id}`;
-      if (seen.has(k)) continue;
-      seen.add(k);
-      resolved.push({ accountId: t.accountId, mailboxId: mb.id });
-      perAccount.set(t.accountId, (perAccount.get(t.accountId) ?? 0) + job.data.length);
     }
     for (const [accountId, add] of perAccount) {
       const acc = this.db.query("SELECT quota_bytes, used_bytes FROM accounts WHERE id = ?").get(accountId) as { quota_bytes: number; used_bytes: number };
@@ -858,46 +918,74 @@ export class Store implements StoreApi {
     for (const [accountId, add] of perAccount) pending.set(accountId, (pending.get(accountId) ?? 0) + add);
     for (const r of resolved) {
       const messageId = this.nextMessageId();
-      job.copies.push({ ...r, messageId, path: this.messagePath(r.accountId, messageId) });
+      r.msg.copies.push({ accountId: r.accountId, mailboxId: r.mailboxId, messageId, path: this.messagePath(r.accountId, messageId) });
     }
   }
 
-  /** Step 2: write the file once (fsynced), hardlink the other copies. Returns directories to fsync. */
+  /** Step 2: write each message's file once (fsynced), hardlink its other copies. Returns directories to fsync. */
   private async writeCopies(job: DeliveryJob): Promise<Set<string>> {
     const dirs = new Set<string>();
-    for (const c of job.copies) {
-      const shard = join(this.dataDir, shardRelDir(c.accountId, c.messageId));
-      dirs.add(shard);
-      for (const p of await ensureDir(shard)) dirs.add(p);
+    for (const msg of job.messages) {
+      for (const c of msg.copies) {
+        const shard = join(this.dataDir, shardRelDir(c.accountId, c.messageId));
+        dirs.add(shard);
+        for (const p of await ensureDir(shard)) dirs.add(p);
+      }
     }
-    const [first, ...rest] = job.copies;
-    if (!first) return dirs;
-    await writeFileSynced(first.path, job.data);
-    job.written.push(first.path);
-    this.counters.fileSyncs++;
-    for (const c of rest) {
-      await link(first.path, c.path);
-      job.written.push(c.path);
-    }
+    await Promise.all(
+      job.messages.map(async (msg) => {
+        const [first, ...rest] = msg.copies;
+        if (!first) return;
+        if (msg.source !== undefined) {
+          // The source file is already durable; the new name becomes durable with its directory's fsync.
+          await link(msg.source, first.path);
+        } else {
+          await writeFileSynced(first.path, msg.data);
+          this.counters.fileSyncs++;
+        }
+        job.written.push(first.path);
+        for (const c of rest) {
+          await link(first.path, c.path);
+          job.written.push(c.path);
+        }
+      }),
+    );
     return dirs;
   }
 
   /** Step 4, inside the batch transaction: rows for one job, in a savepoint. */
-  private commitJob(job: DeliveryJob, stmts: { acc: Statement; mb: Statement; msg: Statement }): void {
+  private commitJob(job: DeliveryJob, stmts: { acc: Statement; mb: Statement; msg: Statement }, now: number): void {
     this.db.transaction(() => {
       const results: DeliveredMessage[] = [];
-      for (const c of job.copies) {
-        const a = stmts.acc.get(job.data.length, c.accountId) as { modseq: bigint; used_bytes: bigint; quota_bytes: bigint } | null;
-        if (!a) throw new StoreError("notFound", `account ${c.accountId} was removed`);
-        if (a.quota_bytes > 0n && a.used_bytes > a.quota_bytes) {
-          throw new StoreError("quota", `account ${c.accountId} would exceed its quota of ${a.quota_bytes} octets`);
+      for (const msg of job.messages) {
+        for (const c of msg.copies) {
+          const a = stmts.acc.get(msg.size, c.accountId) as { modseq: bigint; used_bytes: bigint; quota_bytes: bigint } | null;
+          if (!a) throw new StoreError("notFound", `account ${c.accountId} was removed`);
+          if (a.quota_bytes > 0n && a.used_bytes > a.quota_bytes) {
+            throw new StoreError("quota", `account ${c.accountId} would exceed its quota of ${a.quota_bytes} octets`);
+          }
+          const seen = msg.bits & FLAG_SEEN ? 0 : 1;
+          const del = msg.bits & FLAG_DELETED ? 1 : 0;
+          const m = stmts.mb.get(a.modseq, seen, del, msg.size, c.mailboxId, c.accountId) as { uid: bigint } | null;
+          if (!m) throw new StoreError("notFound", `mailbox ${c.mailboxId} was removed`);
+          stmts.msg.run(
+            c.messageId,
+            c.accountId,
+            c.mailboxId,
+            m.uid,
+            a.modseq,
+            a.modseq,
+            msg.size,
+            msg.receivedAt,
+            msg.bits,
+            JSON.stringify(msg.keywords),
+            msg.meta.structure,
+            msg.meta.envelope,
+            msg.meta.preview,
+            now,
+          );
+          results.push({ accountId: c.accountId, mailboxId: c.mailboxId, uid: Number(m.uid), messageId: c.messageId });
         }
-        const seen = job.bits & FLAG_SEEN ? 0 : 1;
-        const del = job.bits & FLAG_DELETED ? 1 : 0;
-        const m = stmts.mb.get(a.modseq, seen, del, job.data.length, c.mailboxId, c.accountId) as { uid: bigint } | null;
-        if (!m) throw new StoreError("notFound", `mailbox ${c.mailboxId} was removed`);
-        stmts.msg.run(c.messageId, c.accountId, c.mailboxId, m.uid, a.modseq, a.modseq, job.data.length, job.receivedAt, job.bits, JSON.stringify(job.keywords));
-        results.push({ accountId: c.accountId, mailboxId: c.mailboxId, uid: Number(m.uid), messageId: c.messageId });
       }
       job.result = results;
     })();
@@ -913,7 +1001,7 @@ export class Store implements StoreApi {
         this.prepare(job, pending);
       } catch (e) {
         job.error = e;
-        job.copies = [];
+        for (const m of job.messages) m.copies = [];
       }
     }
     // 2. Write and fsync every file, concurrently.
@@ -947,14 +1035,15 @@ export class Store implements StoreApi {
         );
         mb.safeIntegers(true);
         const msg = this.db.query(
-          `INSERT INTO messages (id, account_id, mailbox_id, uid, modseq, createseq, size, received_at, flags, keywords)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO messages (id, account_id, mailbox_id, uid, modseq, createseq, size, received_at, flags, keywords, structure, envelope, preview, saved_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
+        const now = Date.now();
         this.db
           .transaction(() => {
             for (const job of ok) {
               try {
-                this.commitJob(job, { acc, mb, msg });
+                this.commitJob(job, { acc, mb, msg }, now);
               } catch (e) {
                 job.error = e;
               }
@@ -985,10 +1074,14 @@ export class Store implements StoreApi {
     } catch {
       cleanFailed = true;
     }
-    // 6. Settle every job.
+    // 6. Settle every job, then tell IMAP sessions (change feed) about the new messages.
     for (const job of batch) {
       if (job.error) job.reject(job.error);
       else job.resolve(job.result);
+    }
+    for (const job of batch) {
+      if (job.error) continue;
+      for (const r of job.result) this.changes.emit({ accountId: r.accountId, mailboxId: r.mailboxId });
     }
     // Blocks used up before this flush are settled now (ids are only taken inside flushes).
     if (!cleanFailed && this.retired.length > 0) {
