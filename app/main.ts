@@ -5,6 +5,10 @@
  * Each verb module exports `run(args): Promise<number>` (the exit code) and
  * handles its own `--help`. Exit codes: 0 ok, 1 failure, 2 usage or config error.
  */
+// First, before any module that pulls in @peculiar/x509 (tsyringe checks for
+// the Reflect polyfill when it is evaluated; in a compiled binary the bundle's
+// lazy module initialisers otherwise run it too early).
+import "reflect-metadata";
 
 interface Verb {
   summary: string;

@@ -15,6 +15,7 @@
  * 4. Logout removes the row; a password change removes all other sessions of
  *    the same user (`endOtherSessions`).
  */
+import { dummyVerify, hashPassword, verifyPasswordHash } from "./password.ts";
 import type { Database } from "bun:sqlite";
 import { StoreError, type AliasOptions } from "./api.ts";
 import type { Store } from "./store.ts";
@@ -74,15 +75,11 @@ function toSession(r: SessionRow): WebSession {
 }
 
 export class WebStore {
-  /** A real argon2id hash to verify against while no admin password exists, so both cases cost the same. */
-  private readonly dummyHash: Promise<string>;
 
   constructor(
     private readonly db: Database,
     private readonly now: () => number = Date.now,
   ) {
-    this.dummyHash = Bun.password.hash(crypto.randomUUID(), "argon2id");
-    this.dummyHash.catch(() => {});
   }
 
   // ---- Settings ------------------------------------------------------------
@@ -115,7 +112,7 @@ export class WebStore {
    */
   async setInitialAdminPassword(password: string): Promise<boolean> {
     checkPassword(password);
-    const hash = await Bun.password.hash(password, "argon2id");
+    const hash = await hashPassword(password);
     const r = this.db
       .query("INSERT INTO web_settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING")
       .run(SETTING_ADMIN_PASSWORD, hash, this.now());
@@ -125,7 +122,7 @@ export class WebStore {
   /** Replace the admin password (admin page, CLI). */
   async setAdminPassword(password: string): Promise<void> {
     checkPassword(password);
-    const hash = await Bun.password.hash(password, "argon2id");
+    const hash = await hashPassword(password);
     this.setSetting(SETTING_ADMIN_PASSWORD, hash);
   }
 
@@ -133,10 +130,10 @@ export class WebStore {
   async verifyAdminPassword(password: string): Promise<boolean> {
     const hash = this.getSetting(SETTING_ADMIN_PASSWORD);
     if (hash === null) {
-      await Bun.password.verify(password, await this.dummyHash).catch(() => false);
+      await dummyVerify(password);
       return false;
     }
-    return Bun.password.verify(password, hash);
+    return verifyPasswordHash(password, hash);
   }
 
   // ---- Sessions --------------------------------------------------------------
