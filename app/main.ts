@@ -24,6 +24,10 @@ const VERBS: Record<string, Verb> = {
   import: { summary: "import messages from mbox or maildir into a mailbox", load: () => import("./cli/import.ts") },
   backup: { summary: "make a consistent copy of the data folder, also while the server runs", load: () => import("./cli/backup.ts") },
   queue: { summary: "list, hold, release, retry or drop outgoing messages; hold rules, suppression list", load: () => import("./cli/queue.ts") },
+  spf: { summary: "evaluate SPF for an IP, sender and HELO, as the MX does", load: () => import("./cli/spf.ts") },
+  dkim: { summary: "verify the DKIM signatures of a message file", load: () => import("./cli/dkim.ts") },
+  dmarc: { summary: "evaluate DMARC for a message file", load: () => import("./cli/dmarc.ts") },
+  update: { summary: "apply, check and commit signed system updates (A/B slots)", load: () => import("./cli/update.ts") },
   dns: { summary: "look up DNS records as Letterbox sees them (authentic, EDE)", load: () => import("./cli/dns.ts") },
   verifydata: { summary: "check the index against the message files; non-zero exit on any problem", load: () => import("./cli/verifydata.ts") },
 };

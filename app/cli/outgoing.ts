@@ -2,7 +2,8 @@
  * How `serve` sends mail: the queue's transport and DKIM signer, built from
  * the config.
  *
- * 1. The resolver is the configured one (the device's validating unbound).
+ * 1. The resolver is the configured one (the device's validating unbound);
+ *    the MX uses it for SPF/DKIM/DMARC verdicts and DNSBLs (makeIncoming).
  * 2. Transport: the smarthost when one is configured (home connections whose
  *    provider blocks port 25), otherwise direct delivery to the MX hosts.
  * 3. Signing: each message is signed for the closest local domain of its
@@ -12,7 +13,9 @@
  */
 import { readFileSync } from "node:fs";
 import type { Config } from "../src/config/types.ts";
-import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS } from "../src/config/types.ts";
+import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING } from "../src/config/types.ts";
+import { IncomingFilter } from "../src/reputation/decide.ts";
+import type { IncomingChecks } from "../src/smtpserver/incoming.ts";
 import type { Logger } from "../src/log/index.ts";
 import type { Store } from "../src/store/index.ts";
 import { Resolver } from "../src/dns/index.ts";
@@ -22,15 +25,43 @@ import type { Signer } from "../src/queue/queue.ts";
 import { dkimSign, type DkimSigner } from "../src/dkim/index.ts";
 import { loadOrCreateDkimKey } from "../src/tls/dkim-keys.ts";
 import { normalizeDomain } from "../src/smtp/address.ts";
+import { readSmarthost } from "../src/web/smarthost.ts";
+import { WebStore } from "../src/store/web.ts";
 
-export function makeTransport(config: Config, log: Logger): Transport {
-  const dns = config.dns ?? DEFAULT_DNS;
+/** The resolver of the config (the device's validating unbound). */
+export function makeResolver(config: Config, log: Logger): Resolver {
+  return new Resolver({ servers: (config.dns ?? DEFAULT_DNS).servers, log: log.child({ room: "dns" }) });
+}
+
+/** MX verdicts and per-account filing (smtpserver/incoming.ts). */
+export function makeIncoming(config: Config, store: Store, resolver: Resolver, log: Logger): IncomingChecks {
+  const inc = config.incoming ?? DEFAULT_INCOMING;
+  const filter = new IncomingFilter({
+    store,
+    resolver,
+    dnsblZones: inc.dnsblZones,
+    firstTimeDelayMs: inc.firstTimeDelaySeconds * 1000,
+    log: log.child({ room: "reputation" }),
+  });
+  return { dns: resolver, filter };
+}
+
+/**
+ * The queue's transport: the config's smarthost, else the one chosen in the
+ * panel's setup (web/smarthost.ts, read from `store` when given), else
+ * direct delivery.
+ */
+export function makeTransport(config: Config, resolver: Resolver, log: Logger, store?: Store): Transport {
   const delivery = config.delivery ?? DEFAULT_DELIVERY;
-  const resolver = new Resolver({ servers: dns.servers, log: log.child({ room: "dns" }) });
   const sh = delivery.smarthost;
   if (sh) {
     const auth = sh.username && sh.passwordFile ? { username: sh.username, password: readFileSync(sh.passwordFile, "utf8").trim() } : undefined;
     return new SmarthostTransport({ host: sh.host, port: sh.port, tls: sh.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost" }) });
+  }
+  const panel = store ? readSmarthost(config.dataDir, new WebStore(store.db)) : null;
+  if (panel) {
+    const auth = panel.username && panel.password !== null ? { username: panel.username, password: panel.password } : undefined;
+    return new SmarthostTransport({ host: panel.host, port: panel.port, tls: panel.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost" }) });
   }
   return new DirectTransport({ resolver, ehloHostname: config.hostname, log: log.child({ room: "delivery" }), port: delivery.mxPort });
 }

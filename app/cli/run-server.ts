@@ -9,9 +9,12 @@ import type { Config } from "../src/config/types.ts";
 import type { Logger } from "../src/log/index.ts";
 import type { Store } from "../src/store/index.ts";
 import { startSmtpServers, type SmtpListenerAddress } from "../src/smtpserver/index.ts";
+import type { IncomingChecks } from "../src/smtpserver/incoming.ts";
 import { Queue, type QueueOptions } from "../src/queue/index.ts";
 import { startImapServers, type ImapListenerAddress } from "../src/imapserver/server.ts";
 import { startWebServers, type WebListenerAddress } from "../src/web/server.ts";
+import type { AcmeRunning } from "../src/web/acme-wiring.ts";
+import type { LogRing } from "../src/log/index.ts";
 
 export interface RunningServer {
   smtp: SmtpListenerAddress[];
@@ -30,10 +33,18 @@ export async function startServer(opts: {
   store: Store;
   tls: { certPem: string; keyPem: string } | null;
   log: Logger;
+  /** MX verdicts and filing; absent: no checks (localserve). */
+  incoming?: IncomingChecks | null;
   /** Start the outgoing queue with these options (submission then relays to other domains). */
   queue?: Omit<QueueOptions, "store" | "log" | "hostname"> | null;
+  /** ACME certificates (web/acme-wiring.ts): SMTP/IMAP use its live pair, the panel its manager; ordering starts once all listeners are up. */
+  acme?: AcmeRunning | null;
+  /** Recent log lines for the panel's log page. */
+  logRing?: LogRing | null;
 }): Promise<RunningServer> {
-  const { config, store, tls, log } = opts;
+  const { config, store, log } = opts;
+  const acme = opts.acme ?? null;
+  const tls = acme ? acme.liveTls : opts.tls;
   let queue: Queue | null = null;
   if (opts.queue) {
     queue = new Queue({ ...opts.queue, store, log: log.child({ room: "queue" }), hostname: config.hostname });
@@ -41,7 +52,7 @@ export async function startServer(opts: {
   }
   let smtp;
   try {
-    smtp = await startSmtpServers({ config, store, tls, log: log.child({ room: "smtpserver" }), queue });
+    smtp = await startSmtpServers({ config, store, tls, log: log.child({ room: "smtpserver" }), queue, incoming: opts.incoming ?? null });
   } catch (e) {
     await queue?.stop();
     throw e;
@@ -58,7 +69,15 @@ export async function startServer(opts: {
   for (const a of imap.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
   let web;
   try {
-    web = await startWebServers({ config, store, tls, log: log.child({ room: "web" }) });
+    web = await startWebServers({
+      config,
+      store,
+      tls: acme ? acme.fallback : opts.tls,
+      log: log.child({ room: "web" }),
+      acme: acme?.web ?? null,
+      queue: queue ? { qs: queue.qs, kick: () => queue!.kick() } : null,
+      logRing: opts.logRing ?? null,
+    });
   } catch (e) {
     await imap.close();
     await smtp.close();
@@ -66,6 +85,8 @@ export async function startServer(opts: {
     throw e;
   }
   for (const a of web.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
+  // HTTP-01 needs port 80 answering: order certificates only now.
+  if (acme) void acme.start();
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -77,6 +98,7 @@ export async function startServer(opts: {
         await smtp.close();
         await imap.close();
         await web.close();
+        await acme?.close();
         await queue?.stop();
         await store.close();
         log.info("stopped");

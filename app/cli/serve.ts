@@ -6,7 +6,8 @@
 import { parseArgs } from "node:util";
 import { mkdirSync } from "node:fs";
 import { loadConfig, ConfigError } from "../src/config/load.ts";
-import { rootLog, setLogLevel, isLevel } from "../src/log/index.ts";
+import { rootLog, setLogLevel, isLevel, startLogRing } from "../src/log/index.ts";
+import { join } from "node:path";
 
 const HELP = `usage: letterbox serve --config FILE [--loglevel LEVEL]
 
@@ -59,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   const log = rootLog.child({ pid: process.pid });
   // Loaded only once the config is known good: a bad config starts nothing.
-  const [{ openStore }, { loadTlsFiles }, { startServer }, { makeTransport, makeDkimSigner }] = await Promise.all([
+  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming }] = await Promise.all([
     import("../src/store/index.ts"),
     import("../src/tls/index.ts"),
     import("./run-server.ts"),
@@ -76,15 +77,41 @@ export async function run(args: string[]): Promise<number> {
   }
   mkdirSync(config.dataDir, { recursive: true });
   const store = await openStore(config.dataDir, { log: log.child({ room: "store" }), catchallSeparator: config.catchallSeparator });
+  // The panel's log page shows the last lines; they still go to stdout (the journal).
+  const logRing = startLogRing(2000);
   let server;
   try {
-    server = await startServer({ config, store, tls, log, queue: { remote: makeTransport(config, log), sign: makeDkimSigner(config, store) } });
+    const resolver = makeResolver(config, log);
+    let acme = null;
+    if (config.acme) {
+      // Until the first ACME certificate: the [tls] files, else a self-signed one (web/acme-wiring.ts).
+      const { setupAcme } = await import("../src/web/acme-wiring.ts");
+      const fallback = tls ?? (await loadOrCreateSelfSigned(join(config.dataDir, "tls"), [config.hostname]));
+      acme = setupAcme({ ...config, acme: config.acme }, store, fallback, log);
+    }
+    server = await startServer({
+      config,
+      store,
+      tls,
+      acme,
+      logRing: logRing.ring,
+      log,
+      incoming: makeIncoming(config, store, resolver, log),
+      queue: { remote: makeTransport(config, resolver, log, store), sign: makeDkimSigner(config, store) },
+    });
   } catch (e) {
     log.error("cannot start", { err: e as Error });
     await store.close();
     return 1;
   }
   log.info("serve ready", { config: config.file, hostname: config.hostname });
+  // systemd (Type=notify): ready once every listener is bound; then feed the
+  // watchdog while the event loop runs. No-ops outside systemd.
+  const { notifyReady, notifyStopping, startWatchdog } = await import("../src/system/notify.ts");
+  await notifyReady(`serving ${config.hostname}`);
+  const stopWatchdog = startWatchdog();
+  process.once("SIGTERM", () => void notifyStopping());
   await server.done;
+  stopWatchdog();
   return 0;
 }

@@ -13,6 +13,7 @@ import { DEFAULT_KEYS_DIR, loadTrustedKeys } from "../src/system/keys.ts";
 import { boardFromCompatible, bootedSlotFromCmdline, layoutFromCmdline, parseLayout } from "../src/system/slots.ts";
 import { checkHealth, listenerProbe, resolverProbe, serviceActiveProbe, storeOpensProbe, type HealthProbe } from "../src/system/health.ts";
 import { rootLog } from "../src/log/index.ts";
+import { DEFAULT_ENV_FILE, DEFAULT_STATE_DIR } from "../src/system/index.ts";
 
 const HELP = `usage: letterbox update apply FILE|URL [--reboot] [device options]
        letterbox update status [--json] [device options]
@@ -35,13 +36,13 @@ commit   Run the health check (service ready, store opens, unbound answers,
 
 Device options (defaults are the appliance's):
   --keys DIR          trusted public keys *.pub (${DEFAULT_KEYS_DIR})
-  --state DIR         update state on the data partition (/data/update)
-  --env FILE          U-Boot environment file (/boot/firmware/uboot.env)
+  --state DIR         update state on the data partition (${DEFAULT_STATE_DIR})
+  --env FILE          U-Boot environment file (${DEFAULT_ENV_FILE})
   --env-redundant FILE  its second copy, if U-Boot keeps two
   --cmdline FILE      kernel command line (/proc/cmdline): running slot, disk
   --slots FILE        slot layout as JSON instead of the command line's disk
   --board NAME        board name instead of /proc/device-tree/compatible
-  --config FILE       letterbox config for commit's probes (/etc/letterbox/letterbox.toml)
+  --config FILE       letterbox config for commit's probes (/data/letterbox/letterbox.toml)
   --probes LIST       commit's probes, comma-separated: service,store,dns,listeners (all)
   --deadline SECONDS  how long commit retries failing probes (120)
 `;
@@ -76,7 +77,7 @@ async function device(f: Flags): Promise<UpdateDevice> {
     board = boardFromCompatible(compat);
     if (!board) throw new UpdateError("device", "unknown board (no /proc/device-tree/compatible we know): pass --board");
   }
-  const envPath = f.env ?? "/boot/firmware/uboot.env";
+  const envPath = f.env ?? DEFAULT_ENV_FILE;
   return {
     io: nodeSystemIo,
     boot: new UBootEnvBootControl(nodeSystemIo, f["env-redundant"] ? { path: envPath, redundantPath: f["env-redundant"] } : { path: envPath }),
@@ -84,7 +85,7 @@ async function device(f: Flags): Promise<UpdateDevice> {
     booted,
     board,
     keys: await loadTrustedKeys(f.keys ?? DEFAULT_KEYS_DIR),
-    stateDir: f.state ?? "/data/update",
+    stateDir: f.state ?? DEFAULT_STATE_DIR,
     log: rootLog.child({ room: "update" }),
   };
 }
@@ -121,7 +122,7 @@ async function probesFor(f: Flags): Promise<HealthProbe[]> {
   if (want.has("service")) probes.push(serviceActiveProbe("letterbox.service"));
   if (want.has("store") || want.has("listeners") || want.has("dns")) {
     const { loadConfig } = await import("../src/config/load.ts");
-    const config = await loadConfig(f.config ?? "/etc/letterbox/letterbox.toml");
+    const config = await loadConfig(f.config ?? "/data/letterbox/letterbox.toml");
     if (want.has("store")) probes.push(storeOpensProbe(config.dataDir));
     if (want.has("dns")) {
       const s = config.dns?.servers[0] ?? { host: "127.0.0.1", port: 53 };

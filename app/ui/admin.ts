@@ -6,6 +6,7 @@
 import { ApiClient, ApiFailure } from "./api.ts";
 import { checked, copyButton, field, formatBytes, h, parseBytes, render, type Child } from "./dom.ts";
 import { loginPrompt, setWho } from "./login.ts";
+import { renderLogs, renderQueue, renderSystem, renderTls, smarthostForm } from "./admin-ops.ts";
 
 interface SetupState {
   done: boolean;
@@ -43,16 +44,27 @@ interface CheckResult {
   detail: string;
 }
 
-const VIEWS = ["setup", "accounts", "aliases", "domains", "dns", "password"] as const;
+const VIEWS = ["setup", "accounts", "aliases", "domains", "dns", "queue", "tls", "logs", "system", "password"] as const;
 type View = (typeof VIEWS)[number];
-const TITLES: Record<View, string> = { setup: "Setup", accounts: "Accounts", aliases: "Aliases", domains: "Domains", dns: "DNS records", password: "Password" };
+const TITLES: Record<View, string> = {
+  setup: "Setup",
+  accounts: "Accounts",
+  aliases: "Aliases",
+  domains: "Domains",
+  dns: "DNS records",
+  queue: "Queue",
+  tls: "TLS",
+  logs: "Logs",
+  system: "System",
+  password: "Password",
+};
 
-function errText(e: unknown): string {
+export function errText(e: unknown): string {
   return e instanceof ApiFailure ? e.message : String(e);
 }
 
 /** A form whose submit runs `action`, showing errors (and an optional success note) inside the form. */
-function actionForm(attrs: Record<string, string>, children: Child[], action: (f: HTMLFormElement) => Promise<string | void>): HTMLFormElement {
+export function actionForm(attrs: Record<string, string>, children: Child[], action: (f: HTMLFormElement) => Promise<string | void>): HTMLFormElement {
   const msg = h("p", { class: "status", role: "status" });
   const f = h("form", attrs, ...children, msg);
   f.addEventListener("submit", (e) => {
@@ -107,6 +119,10 @@ const VIEW_RENDER: Record<View, Renderer> = {
   aliases: renderAliases,
   domains: renderDomains,
   dns: async (api) => h("section", { class: "card" }, h("h1", {}, "DNS records"), await dnsRecordsBlock(api)),
+  queue: renderQueue,
+  tls: renderTls,
+  logs: renderLogs,
+  system: renderSystem,
   password: async (api) =>
     h(
       "section",
@@ -182,7 +198,7 @@ async function renderSetup(api: ApiClient, state: SetupState, refresh: () => voi
                   r.results.map((c) => h("li", { class: c.status }, h("strong", {}, `${c.name}: `), c.status, " — ", c.detail)),
                 ),
                 r.results.some((c) => c.name === "outbound port 25" && c.status === "fail")
-                  ? h("p", { class: "warn" }, "Port 25 is blocked: outgoing mail needs a smarthost (your provider's SMTP relay).")
+                  ? [h("p", { class: "warn" }, "Port 25 is blocked: outgoing mail needs a smarthost (your provider's SMTP relay)."), smarthostForm(api)]
                   : null,
               ),
             (e: unknown) => render(checksOut, h("p", { class: "error" }, errText(e))),

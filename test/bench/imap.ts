@@ -75,6 +75,8 @@ interface Step {
   ops: number;
   seconds: number;
   perSecond: number;
+  /** Server's peak RSS (KiB) so far, when measurable. */
+  peakKiB: number | null;
 }
 
 async function login(port: number, user: string, pass: string): Promise<RawClient> {
@@ -83,9 +85,15 @@ async function login(port: number, user: string, pass: string): Promise<RawClien
   return c;
 }
 
-async function workload(port: number, user: string, pass: string, o: { messages: number; sessions: number; searches: number }): Promise<{ steps: Step[]; check: string | null }> {
+async function workload(
+  port: number,
+  user: string,
+  pass: string,
+  o: { messages: number; sessions: number; searches: number },
+  peak: () => number | null = () => null,
+): Promise<{ steps: Step[]; check: string | null }> {
   const steps: Step[] = [];
-  const step = (name: string, ops: number, seconds: number) => steps.push({ name, ops, seconds, perSecond: ops / seconds });
+  const step = (name: string, ops: number, seconds: number) => steps.push({ name, ops, seconds, perSecond: ops / seconds, peakKiB: peak() });
   // APPEND over S sessions.
   const clients = await Promise.all(Array.from({ length: o.sessions }, () => login(port, user, pass)));
   let next = 0;
@@ -243,7 +251,7 @@ async function main(): Promise<number> {
     const ls = await startLocalserve({ dir: lsDir, args: ["--loglevel", "info"] });
     let lb;
     try {
-      lb = await workload(LOCALSERVE_BASE_PORTS.imaps + ls.offset, LOCAL_ACCOUNT, LOCAL_PASSWORD, o);
+      lb = await workload(LOCALSERVE_BASE_PORTS.imaps + ls.offset, LOCAL_ACCOUNT, LOCAL_PASSWORD, o, () => peakRssKiB(ls.pid));
       rss = peakRssKiB(ls.pid);
     } finally {
       const code = await ls.stop();
@@ -280,11 +288,12 @@ async function main(): Promise<number> {
     process.stdout.write(JSON.stringify({ options: o, results, peakRssKiB: rss }, null, 2) + "\n");
   } else {
     process.stdout.write(`IMAP bench: ${o.messages} messages, ${o.sessions} APPEND sessions, ${o.searches} searches, implicit TLS, 127.0.0.1\n\n`);
-    process.stdout.write(`${"step".padEnd(28)}${"letterbox ops/s".padStart(18)}${"dovecot ops/s".padStart(16)}${"ratio".padStart(9)}\n`);
+    process.stdout.write(`${"step".padEnd(28)}${"letterbox ops/s".padStart(18)}${"dovecot ops/s".padStart(16)}${"ratio".padStart(9)}${"our peak RSS".padStart(15)}\n`);
     for (let i = 0; i < lb.steps.length; i++) {
       const a = lb.steps[i]!;
       const b = dv.steps[i]!;
-      process.stdout.write(`${a.name.padEnd(28)}${a.perSecond.toFixed(1).padStart(18)}${b.perSecond.toFixed(1).padStart(16)}${(a.perSecond / b.perSecond).toFixed(2).padStart(9)}\n`);
+      const mib = a.peakKiB === null ? "n/a" : `${(a.peakKiB / 1024).toFixed(1)} MiB`;
+      process.stdout.write(`${a.name.padEnd(28)}${a.perSecond.toFixed(1).padStart(18)}${b.perSecond.toFixed(1).padStart(16)}${(a.perSecond / b.perSecond).toFixed(2).padStart(9)}${mib.padStart(15)}\n`);
     }
     process.stdout.write(`\nletterbox peak RSS: ${rss === null ? "n/a" : `${(rss / 1024).toFixed(1)} MiB`}\n`);
   }

@@ -70,6 +70,12 @@ test.each([
   ["bad log level", GOOD.replace('"debug"', '"loud"'), "log_level", /must be one of/],
   ["bad limit type", GOOD.replace("exempt_loopback = true", "exempt_loopback = 1"), "limits.exempt_loopback", /true or false/],
   ["bad hostname", GOOD.replace("Mail.Example.org", "bad host!"), "hostname", /invalid domain/],
+  ["bad resolver address", GOOD + '\n[dns]\nservers = ["resolver.example"]\n', "dns.servers[0]", /IP:PORT/],
+  ["smarthost tls mode", GOOD + '\n[delivery.smarthost]\nhost = "smtp.example.net"\ntls = "ssl"\n', "delivery.smarthost.tls", /starttls/],
+  ["smarthost user without password file", GOOD + '\n[delivery.smarthost]\nhost = "smtp.example.net"\nusername = "me"\n', "delivery.smarthost", /go together/],
+  ["dkim key type", GOOD + '\n[dkim]\nselectors = [{ selector = "a", type = "dsa" }]\n', "dkim.selectors[0].type", /ed25519/],
+  ["first-time delay out of range", GOOD + "\n[incoming]\nfirst_time_delay_seconds = 9999\n", "incoming.first_time_delay_seconds", /between 0 and 300/],
+  ["dnsbl zone", GOOD + '\n[incoming]\ndnsbl_zones = ["bad zone!"]\n', "incoming.dnsbl_zones[0]", /invalid domain/],
   ["implicit TLS without [tls]", GOOD.replace(/\[tls\][^[]*/, ""), "listeners.public.submissions", /needs TLS/],
 ])("%s is refused with file, key and reason", async (_name, text, key, reason) => {
   const ps = await problems(text);
@@ -77,6 +83,37 @@ test.each([
   expect(p).toBeDefined();
   expect(p!.reason).toMatch(reason);
   expect(p!.file).toEndWith(".toml");
+});
+
+test("[dns], [delivery], [dkim] and [incoming] are typed with defaults", async () => {
+  const f = join(dir, "sections.toml");
+  writeFileSync(
+    f,
+    GOOD +
+      `
+[dns]
+servers = ["127.0.0.1:5353", "[::1]"]
+
+[delivery]
+mx_port = 2525
+
+[delivery.smarthost]
+host = "SMTP.Example.net"
+tls = "immediate"
+
+[dkim]
+selectors = [{ selector = "Sel1", type = "ed25519" }]
+
+[incoming]
+first_time_delay_seconds = 0
+dnsbl_zones = ["bl.example.org"]
+`,
+  );
+  const c = await loadConfig(f);
+  expect(c.dns).toEqual({ servers: [{ host: "127.0.0.1", port: 5353 }, { host: "::1", port: 53 }] });
+  expect(c.delivery).toEqual({ mxPort: 2525, smarthost: { host: "smtp.example.net", port: 465, tls: "immediate", username: null, passwordFile: null } });
+  expect(c.dkim).toEqual({ selectors: [{ selector: "sel1", type: "ed25519" }] });
+  expect(c.incoming).toEqual({ firstTimeDelaySeconds: 0, dnsblZones: ["bl.example.org"] });
 });
 
 test("a TOML syntax error names line and column", async () => {

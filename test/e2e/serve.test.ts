@@ -6,7 +6,13 @@
  * 3. swaks delivers to the MX (known user: 250; unknown user: 550 5.1.1;
  *    foreign domain: 550 5.7.1, never an open relay) and submits over
  *    implicit TLS with AUTH.
- * 4. SIGTERM stops it cleanly (exit 0) and `verifydata` is clean.
+ * 4. The MX asks the configured resolver (here a test DNS server with the
+ *    senders' SPF and DMARC records) for verdicts: an SPF-authorised sender
+ *    gets "spf=pass" in Authentication-Results; a forgery from a domain with
+ *    DMARC p=reject is refused at DATA with 550 5.7.1.
+ * 5. Under systemd (Type=notify) it says READY=1 once listening and feeds
+ *    the watchdog (a Python program holds the notify socket, as systemd does).
+ * 6. SIGTERM stops it cleanly (exit 0, STOPPING=1) and `verifydata` is clean.
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -16,15 +22,39 @@ import { requireBin, runCommand, spawnServer, type SpawnedServer } from "../help
 import { randomFreePort } from "../helpers/ports.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
+import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
 
 let tmp: TmpDir;
 let server: SpawnedServer;
+let dns: ZoneDns;
+let notify: SpawnedServer;
+
+const NOTIFY_LISTENER = `
+import socket, sys, json
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("listening", flush=True)
+while True:
+    print("got " + json.dumps(s.recv(4096).decode()), flush=True)
+`;
+
+function notifications(): string[] {
+  return notify.stdoutLines.filter((l) => l.startsWith("got ")).map((l) => JSON.parse(l.slice(4)) as string);
+}
 const ports = { smtp: 0, submission: 0, submissions: 0 };
 const ACCOUNT = "alice@example.test";
 const PASSWORD = "correct horse battery";
 
 beforeAll(async () => {
   tmp = tmpDir("e2e-serve");
+  dns = await startZoneDns(
+    new Map([
+      ["elsewhere.test", [{ type: "TXT", data: "v=spf1 ip4:127.0.0.1 -all" }]],
+      ["_dmarc.elsewhere.test", [{ type: "TXT", data: "v=DMARC1; p=none" }]],
+      ["bank.test", [{ type: "TXT", data: "v=spf1 ip4:192.0.2.1 -all" }]],
+      ["_dmarc.bank.test", [{ type: "TXT", data: "v=DMARC1; p=reject" }]],
+    ]),
+  );
   const data = join(tmp.path, "data");
   const add = await letterbox(["account", "add", ACCOUNT, "--password", PASSWORD, "--dir", data]);
   expect(add.code).toBe(0);
@@ -51,13 +81,28 @@ submissions = ${ports.submissions}
 
 [limits]
 exempt_loopback = true
+
+[dns]
+servers = ["127.0.0.1:${dns.port}"]
+
+[incoming]
+first_time_delay_seconds = 1
 `,
   );
-  server = await spawnServer([bunPath(), MAIN, "serve", "--config", config], { readyPattern: /msg="serve ready"/, cwd: REPO_ROOT, timeoutMs: 60_000 });
+  const sock = join(tmp.path, "notify.sock");
+  notify = await spawnServer([requireBin("python3", "python3"), "-c", NOTIFY_LISTENER, sock], { readyPattern: /^listening$/ });
+  server = await spawnServer([bunPath(), MAIN, "serve", "--config", config], {
+    readyPattern: /msg="serve ready"/,
+    cwd: REPO_ROOT,
+    timeoutMs: 60_000,
+    env: { ...process.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: "400000" },
+  });
 }, 90_000);
 
 afterAll(async () => {
   await server?.kill();
+  await notify?.kill();
+  await dns?.close();
   tmp?.cleanup();
 });
 
@@ -73,6 +118,21 @@ test("serve: MX delivers to a known account over STARTTLS", async () => {
   const m = msgs.find((x) => x.includes(token));
   expect(m).toBeDefined();
   expect(m).toMatch(/Received: from .* by mail\.example\.test/s);
+  // The configured first-time sender delay (1 s), not the default 15 s.
+  expect(server.stdoutLines.join("\n")).toMatch(/msg="message delivered".*delayms=1000 /);
+  expect(m).toMatch(/Authentication-Results: mail\.example\.test;[^]*spf=pass[^]*smtp\.mailfrom=(bob@)?elsewhere\.test/);
+});
+
+test("serve: a forgery from a DMARC p=reject domain is refused at DATA", async () => {
+  const token = crypto.randomUUID();
+  const r = await runCommand(
+    [requireBin("swaks", "swaks"), "--timeout", "30", "--server", `127.0.0.1:${ports.smtp}`, "--from", "ceo@bank.test", "--to", ACCOUNT, "--header", `Subject: ${token}`],
+    { timeoutMs: 60_000 },
+  );
+  expect(r.code).not.toBe(0);
+  expect(r.stdout).toMatch(/<\*\* +550 5\.7\.1 .*DMARC/);
+  const msgs = splitMbox(await exportMbox(join(tmp.path, "data"), { account: ACCOUNT }));
+  expect(msgs.some((x) => x.includes(token))).toBe(false);
 });
 
 test("serve: unknown user and foreign domain are refused on the MX", async () => {
@@ -96,9 +156,18 @@ test("serve: submission over implicit TLS with AUTH, wrong password refused", as
   expect(server.stdoutLines.join("\n")).not.toContain(PASSWORD);
 });
 
+test("serve: tells systemd it is ready and feeds the watchdog", async () => {
+  const deadline = Date.now() + 5000;
+  while (notifications().filter((n) => n === "WATCHDOG=1").length < 2 && Date.now() < deadline) await Bun.sleep(50);
+  const got = notifications();
+  expect(got[0]).toStartWith("READY=1");
+  expect(got.filter((n) => n === "WATCHDOG=1").length).toBeGreaterThanOrEqual(2);
+});
+
 test("serve: SIGTERM stops cleanly and the data verifies", async () => {
   const code = await server.kill();
   expect(code).toBe(0);
+  expect(notifications()).toContain("STOPPING=1");
   const v = await verifydata(join(tmp.path, "data"));
   expect(v.code).toBe(0);
 });

@@ -45,10 +45,10 @@ export class RawClient {
     for (const f of w) f();
   }
 
-  static async connect(port: number, opts: { tls: boolean }): Promise<RawClient> {
+  static async connect(port: number, opts: { tls: boolean; cert?: string; key?: string }): Promise<RawClient> {
     const sock = await new Promise<Socket | TLSSocket>((resolve, reject) => {
       const s = opts.tls
-        ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false }, () => resolve(s))
+        ? tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false, ...(opts.cert ? { cert: opts.cert, key: opts.key } : {}) }, () => resolve(s))
         : netConnect({ host: "127.0.0.1", port }, () => resolve(s));
       s.once("error", reject);
     });
@@ -108,7 +108,7 @@ export class RawClient {
     let from = 0;
     let end = -1;
     const find = (b: string): boolean => {
-      if (from === 0 && b.startsWith(tag + " ")) {
+      if (b.startsWith(tag + " ")) {
         const eol = b.indexOf("\r\n");
         if (eol >= 0) {
           end = eol + 2;
@@ -152,6 +152,11 @@ export class RawClient {
     this.inflate = createInflateRaw();
     this.deflate.on("data", (c: Buffer) => this.sock.write(c));
     this.inflate.on("data", (c: Buffer) => this.onBytes(c));
+  }
+
+  /** RFC 9266 tls-exporter channel binding data of this connection. */
+  tlsExporter(): Buffer {
+    return (this.sock as TLSSocket).exportKeyingMaterial(32, "EXPORTER-Channel-Binding", Buffer.alloc(0));
   }
 
   close(): void {

@@ -198,3 +198,36 @@ test("nested MIME: message/rfc822 sections, BODYSTRUCTURE, partial fetch", async
   const seen = await c.command("FETCH 1 (BODY[1])");
   expect(seen).toMatch(/FLAGS \(\\Seen\)/);
 });
+
+test("LIST-EXTENDED: RETURN (STATUS ...) and SPECIAL-USE selection; SAVEDATE; REPLACE", async () => {
+  const c = await client();
+  const l = await c.command('LIST (SPECIAL-USE) "" "*" RETURN (STATUS (MESSAGES UNSEEN SIZE))');
+  expect(l).toMatch(/\* LIST \([^)]*\\Sent[^)]*\) "\/" Sent/);
+  expect(l).not.toMatch(/"\/" INBOX/);
+  expect(l).toMatch(/\* STATUS Sent \(MESSAGES 0 UNSEEN 0 SIZE 0\)/);
+  await c.command("CREATE Rep");
+  await append(c, "Rep", msg("draft v1"), "\\Draft");
+  await c.command("SELECT Rep");
+  const f = await c.command("FETCH 1 (SAVEDATE INTERNALDATE)");
+  expect(f).toMatch(/SAVEDATE "\d\d-\w{3}-\d{4} /);
+  // RFC 8508: the new version replaces the old one in one command.
+  const v2 = msg("draft v2");
+  const r = await c.command(`REPLACE 1 Rep (\\Draft) {${v2.length}+}\r\n${v2}`);
+  expect(r).toMatch(/\* OK \[APPENDUID \d+ 2\]/);
+  expect(r).toContain("* 1 EXPUNGE");
+  expect(r).toContain("* 1 EXISTS");
+  expect(r).toMatch(/ OK REPLACE completed/);
+  expect(await c.command("UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")).toContain("Subject: draft v2");
+});
+
+test("a client that only sends garbage is disconnected with BYE", async () => {
+  const c = await client(false);
+  let all = "";
+  for (let i = 0; i < 19; i++) all += await c.command("GARBAGE");
+  expect(all).not.toContain("BYE");
+  const tag = c.nextTag();
+  c.write(`${tag} GARBAGE\r\n`);
+  await c.waitFor((b) => b.includes("* BYE"));
+  await c.waitFor(() => c.closed);
+  expect(c.closed).toBe(true);
+});

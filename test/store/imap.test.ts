@@ -162,3 +162,25 @@ test("mailboxes: create with parents, rename with children and subscriptions, IN
   await expect(imap.deleteMailbox(acc.id, inbox.id)).rejects.toMatchObject({ code: "invalid" });
   expect(events.some((e) => e.mailboxId === null)).toBe(true);
 });
+
+test("a crash between an expunge's commit and its unlink is finished at the next open", async () => {
+  const mbId = await fill(2);
+  const [first] = imap.loadMessages(mbId);
+  const path = store.messagePath(acc.id, first!.id);
+  // Simulate the crash: the rows say expunged and the removal is noted, the file is still there.
+  store.db.transaction(() => {
+    imap.storeFlags(acc.id, mbId, [1], "add", FLAG_DELETED, [], null);
+  })();
+  const data = await store.readMessage({ accountId: acc.id, id: first!.id });
+  await imap.expunge(acc.id, mbId, [1]);
+  await Bun.write(path, data);
+  store.db.query("INSERT INTO file_removals (account_id, message_id) VALUES (?, ?)").run(acc.id, first!.id);
+  expect(await store.verifyData()).toEqual([]); // pending removal: not a problem
+  unsub();
+  await store.close();
+  store = await openStore(dir, { log: new Logger({ room: "store" }) });
+  imap = new ImapStore(store);
+  unsub = store.changes.subscribe(acc.id, () => {});
+  expect(existsSync(path)).toBe(false);
+  expect(store.db.query("SELECT COUNT(*) AS n FROM file_removals").get()).toEqual({ n: 0 });
+});

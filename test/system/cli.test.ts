@@ -174,3 +174,38 @@ test("--help, and usage errors exit 2", async () => {
   const sh = await runCommand([SIGN, "--help"]);
   expect(sh.code).toBe(0);
 });
+
+test("a 128 MiB bundle over HTTP is written without holding it in memory", async () => {
+  const dir = T("big");
+  mkdirSync(dir);
+  // Sparse files: no disk space for the zeros.
+  const big = (name: string, size: number) => runCommand(["truncate", "-s", String(size), join(dir, name)]);
+  await big("root.img", 128 << 20);
+  await big("boot.img", 1 << 20);
+  for (const s of ["A", "B"]) {
+    await big(`${s}-boot`, 2 << 20);
+    await big(`${s}-root`, 160 << 20);
+  }
+  writeFileSync(
+    join(dir, "slots.json"),
+    JSON.stringify({
+      A: [{ name: "boot", path: join(dir, "A-boot") }, { name: "root", path: join(dir, "A-root") }],
+      B: [{ name: "boot", path: join(dir, "B-boot") }, { name: "root", path: join(dir, "B-root") }],
+    }),
+  );
+  const s = await runCommand([SIGN, "--key", T("release.key"), "--version", "3.0.0", "--counter", "4", "--board", "rpi4", "--image", `boot=${join(dir, "boot.img")}`, "--image", `root=${join(dir, "root.img")}`, "--out", join(dir, "big.bundle")]);
+  expect(s.code).toBe(0);
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(Bun.file(join(dir, "big.bundle"))) });
+  try {
+    writeFileSync(T("cmdline"), "root=PARTUUID=0badcafe-05 letterbox.slot=A\n");
+    const args = ["apply", `http://127.0.0.1:${server.port}/big.bundle`, "--keys", T("keys"), "--state", join(dir, "state"), "--env", join(dir, "uboot.env"), "--cmdline", T("cmdline"), "--slots", join(dir, "slots.json"), "--board", "rpi4"];
+    const r = await runCommand([bunPath(), ENTRY, ...args], { cwd: REPO_ROOT, timeoutMs: 120_000, env: { LETTERBOX_TEST_HWM: "1" } });
+    expect(r.code).toBe(0);
+    const hwm = Number(/hwm-kb=(\d+)/.exec(r.stderr)?.[1]);
+    // Bun itself takes 40-80 MB; holding the bundle would add 129 MB more.
+    expect(hwm).toBeGreaterThan(0);
+    expect(hwm).toBeLessThan(120 * 1024);
+  } finally {
+    server.stop(true);
+  }
+}, 120_000);

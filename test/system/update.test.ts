@@ -242,3 +242,15 @@ describe("the update cycle", () => {
     expect((await commitBoot(d.device(), true)).action).toBe("committed");
   });
 });
+
+test("commit before the reboot leaves an armed update alone", async () => {
+  const d = await bootedDevice();
+  await applyUpdate(d.device(), streamOf(makeBundle(spec()).bytes));
+  const out = await commitBoot(d.device(), true);
+  expect(out.action).toBe("none");
+  expect(out.message).toContain("reboot to try it");
+  expect(await d.device().boot.read()).toEqual({ order: ["B", "A"], left: { A: 3, B: 1 }, stored: true });
+  const rec = await d.bootUntilStable();
+  expect(rec.commit?.action).toBe("committed");
+  expect(d.releaseIn(rec.slot!)).toBe(v2);
+});

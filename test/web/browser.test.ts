@@ -9,6 +9,11 @@ import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 import { fakeChecks, startWeb, type WebHarness } from "./harness.ts";
+import { startLogRing, type LogRing } from "../../app/src/log/index.ts";
+import { parseAddress } from "../../app/src/smtp/address.ts";
+import { QueueStore } from "../../app/src/store/queue.ts";
+import { makeClientCertificate } from "../../app/src/tls/client-cert.ts";
+import { readFileSync } from "node:fs";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = resolve(import.meta.dir, "../../test-artifacts/web");
@@ -18,6 +23,7 @@ let h: WebHarness;
 let profile: TmpDir;
 let ctx: BrowserContext;
 let page: Page;
+let ring: { ring: LogRing; stop(): void } | null = null;
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
@@ -35,12 +41,16 @@ beforeAll(async () => {
     isMobile: true,
     hasTouch: true,
   });
+  // The log page's ring, chained after the harness's sink.
+  ring = startLogRing(500);
+  h.web.app.ctx.logRing = ring.ring;
   page = ctx.pages()[0] ?? (await ctx.newPage());
   page.setDefaultTimeout(10_000);
   page.on("dialog", (d) => void d.accept());
 }, 60_000);
 
 afterAll(async () => {
+  ring?.stop();
   await ctx?.close();
   await h?.close();
   profile?.cleanup();
@@ -173,3 +183,103 @@ test("session cookies as the browser keeps them: HttpOnly, SameSite=Strict, scop
   await page.goto(`${h.http}/admin/`);
   expect(await page.evaluate(() => document.cookie)).not.toContain("lbadmin");
 });
+
+test("operations pages: queue, hold rules, suppressions, TLS, logs, system with backup and smarthost", async () => {
+  const qs = new QueueStore(h.store.db, h.store.dataDir);
+  const me = h.store.getAccount("me@example.org")!;
+  const data = new TextEncoder().encode("From: me@example.org\r\nTo: someone@remote.example\r\nSubject: waiting in the queue\r\n\r\nhello\r\n");
+  const q = await qs.enqueue({ accountId: me.id, sender: parseAddress("me@example.org"), recipients: [{ address: parseAddress("someone@remote.example") }], data });
+
+  await page.goto(`${h.http}/admin/#queue`);
+  await page.waitForSelector(`[data-message="${q.messageId}"]`);
+  expect(await page.textContent("#queue")).toContain("waiting in the queue");
+  await page.click(`[data-message="${q.messageId}"] button.q-hold`);
+  await page.waitForSelector(`[data-recipient="${q.recipientIds[0]}"].held`);
+  expect(qs.getRecipient(q.recipientIds[0]!)!.hold).toBe(true);
+  await page.fill('#hold-rule-form input[name="recipientDomain"]', "remote.example");
+  await page.click('#hold-rule-form button[type="submit"]');
+  await page.waitForSelector("#hold-rules li");
+  await page.fill('#suppression-form input[name="account"]', "me@example.org");
+  await page.fill('#suppression-form input[name="address"]', "bounced@remote.example");
+  await page.click('#suppression-form button[type="submit"]');
+  await page.waitForSelector("#suppressions li");
+  expect(qs.suppressions(me.id).map((x) => x.addressKey)).toEqual(["bounced@remote.example"]);
+  await shot("08-queue");
+  await page.click(`[data-message="${q.messageId}"] button.q-release`);
+  await page.waitForFunction((id) => !document.querySelector(`[data-recipient="${id}"]`)?.classList.contains("held"), q.recipientIds[0]);
+  expect(qs.getRecipient(q.recipientIds[0]!)!.hold).toBe(false);
+  await page.click(`[data-message="${q.messageId}"] button.q-drop`);
+  await page.waitForSelector("#queue-counts:has-text('0 message(s)')");
+  expect(qs.getMessage(q.messageId)).toBeNull();
+
+  await page.click('nav a[href="#tls"]');
+  await page.waitForSelector("#tls-status #static-cert");
+  expect(await page.textContent("#tls-status")).toContain("ACME is not configured");
+  await page.selectOption('#mta-sts-form select[name="mode"]', "testing");
+  await page.click('#mta-sts-form button[type="submit"]');
+  await page.waitForSelector("#mta-sts-form .status:has-text('Saved')");
+  await shot("09-tls");
+
+  await page.click('nav a[href="#logs"]');
+  await page.waitForSelector("#log-lines");
+  expect(await page.textContent("#log-lines")).toContain("path=/admin/api/tlsStatus");
+  await page.fill('#log-filter input[name="filter"]', "setMtaStsMode");
+  await page.click('#log-filter button[type="submit"]');
+  await page.waitForFunction(() => (document.getElementById("log-lines")?.textContent ?? "").split("\n").every((l) => l.includes("setMtaStsMode")));
+  await shot("10-logs");
+
+  await page.click('nav a[href="#system"]');
+  await page.waitForSelector("#system dl");
+  expect(await page.textContent("#system")).toContain("Running since");
+  await page.fill('#smarthost-form input[name="host"]', "smtp.provider.example");
+  await page.fill('#smarthost-form input[name="username"]', "me");
+  await page.fill('#smarthost-form input[name="password"]', "relay password");
+  await page.click('#smarthost-form button[type="submit"]');
+  await page.waitForSelector("#smarthost-form .status:has-text('smtp.provider.example:587')");
+  await shot("11-system");
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#backup-form button")]);
+  expect(download.suggestedFilename()).toMatch(/^letterbox-backup-.*\.tar$/);
+  const tarPath = join(profile.path, "backup.tar");
+  await download.saveAs(tarPath);
+  const list = Bun.spawnSync(["tar", "-tf", tarPath]);
+  expect(list.exitCode).toBe(0);
+  expect(list.stdout.toString()).toContain("./index.db");
+  expect(cspViolations).toEqual([]);
+}, 120_000);
+
+test("account page: client settings and profile, TLS client certificate, rules", async () => {
+  await page.goto(`${h.http}/account/`);
+  await page.waitForSelector('#login-form input[name="username"]');
+  await page.fill('#login-form input[name="username"]', "me@example.org");
+  await page.fill('#login-form input[name="password"]', "my mail pw 1");
+  await page.click('#login-form button[type="submit"]');
+  await page.waitForSelector("#client-settings");
+  expect(await page.textContent("#client-settings")).toContain("mail.example.org, port 993, TLS");
+  const [profileDl] = await Promise.all([page.waitForEvent("download"), page.click("#mobileconfig")]);
+  expect(profileDl.suggestedFilename()).toBe("me@example.org.mobileconfig");
+  const profilePath = join(profile.path, "p.mobileconfig");
+  await profileDl.saveAs(profilePath);
+  expect(readFileSync(profilePath, "utf8")).toContain("<string>com.apple.mail.managed</string>");
+
+  const cert = await makeClientCertificate("me@example.org");
+  await page.fill('#tls-key-form input[name="name"]', "phone");
+  await page.fill('#tls-key-form textarea[name="certificate"]', cert.certPem);
+  await page.click('#tls-key-form button[type="submit"]');
+  await page.waitForSelector(`[data-key="${cert.spkiSha256Hex}"]`);
+  expect(h.store.accountByTLSPublicKey(cert.spkiSha256Hex)?.account.name).toBe("me@example.org");
+  expect(await page.textContent("#tls-keys pre.commands")).toContain("openssl pkcs12 -export");
+
+  await page.fill('#rule-form input[name="msgFromRegexp"]', "@lists\\.example$");
+  await page.fill('#rule-form input[name="mailbox"]', "Lists");
+  await page.click('#rule-form button[type="submit"]');
+  await page.waitForSelector("#rule-list li");
+  await page.fill('#rule-form input[name="msgFromRegexp"]', "([");
+  await page.fill('#rule-form input[name="mailbox"]', "Broken");
+  await page.click('#rule-form button[type="submit"]');
+  await page.waitForSelector("#rule-form .status.error");
+  await shot("12-account-extras");
+  await page.click(`[data-key="${cert.spkiSha256Hex}"] button.remove-key`);
+  await page.waitForFunction((k) => !document.querySelector(`[data-key="${k}"]`), cert.spkiSha256Hex);
+  expect(h.store.accountByTLSPublicKey(cert.spkiSha256Hex)).toBeNull();
+  expect(cspViolations).toEqual([]);
+}, 60_000);

@@ -17,8 +17,8 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { isIP } from "node:net";
 import { parse as parseToml } from "smol-toml";
 import { isLevel } from "../log/index.ts";
-import { normalizeDomain, AddressError } from "../smtp/address.ts";
-import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_LIMITS, type Config, type Delivery, type Limits, type Listener } from "./types.ts";
+import { normalizeDomain, parseAddress, formatAddress, AddressError } from "../smtp/address.ts";
+import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeConfig, type Config, type Delivery, type Limits, type Listener } from "./types.ts";
 
 export interface ConfigProblem {
   file: string;
@@ -123,7 +123,7 @@ function resolvePath(file: string, p: string): string {
  */
 export function validateConfig(file: string, raw: Table): Config {
   const c = new Checker(file);
-  c.unknownKeys("", raw, ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits", "dns", "delivery", "dkim"]);
+  c.unknownKeys("", raw, ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits", "dns", "delivery", "dkim", "acme", "incoming"]);
 
   let hostname = c.str("hostname", raw.hostname);
   if (hostname === undefined && !("hostname" in raw)) c.fail("hostname", "required (the mail server's host name, e.g. mail.example.org)");
@@ -230,10 +230,12 @@ export function validateConfig(file: string, raw: Table): Config {
       listeners.push(l);
     }
   }
-  if (!tls) {
+  const acme = validateAcme(c, file, raw.acme);
+  if (acme && !listeners.some((l) => l.http)) c.fail("acme", "ACME HTTP-01 needs an http port (80) on some listener: the CA fetches /.well-known/acme-challenge/ there (RFC 8555 §8.3)");
+  if (!tls && !acme) {
     for (const l of listeners) {
       for (const svc of ["submissions", "imaps", "https"] as const) {
-        if (l[svc]) c.fail(`listeners.${l.name}.${svc}`, "needs TLS: add a [tls] table with cert and key");
+        if (l[svc]) c.fail(`listeners.${l.name}.${svc}`, "needs TLS: add a [tls] table with cert and key, or an [acme] table");
       }
     }
   }
@@ -287,6 +289,25 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
 
+  const incoming = { ...DEFAULT_INCOMING, dnsblZones: [...DEFAULT_INCOMING.dnsblZones] };
+  const incT = c.table("incoming", raw.incoming);
+  if (incT) {
+    c.unknownKeys("incoming.", incT, ["first_time_delay_seconds", "dnsbl_zones"]);
+    incoming.firstTimeDelaySeconds = c.int("incoming.first_time_delay_seconds", incT.first_time_delay_seconds, 0, 300) ?? incoming.firstTimeDelaySeconds;
+    if (incT.dnsbl_zones !== undefined) {
+      if (!Array.isArray(incT.dnsbl_zones)) c.fail("incoming.dnsbl_zones", `must be an array of DNS zones, got ${describe(incT.dnsbl_zones)}`);
+      else
+        incT.dnsbl_zones.forEach((z, i) => {
+          try {
+            if (typeof z !== "string") throw new AddressError(`must be a string, got ${describe(z)}`);
+            incoming.dnsblZones.push(normalizeDomain(z));
+          } catch (e) {
+            c.fail(`incoming.dnsbl_zones[${i}]`, (e as Error).message);
+          }
+        });
+    }
+  }
+
   const dkim = { selectors: [...DEFAULT_DKIM.selectors] };
   const dkimT = c.table("dkim", raw.dkim);
   if (dkimT) {
@@ -322,7 +343,90 @@ export function validateConfig(file: string, raw: Table): Config {
     dns,
     delivery,
     dkim,
+    acme,
+    incoming,
   };
+}
+
+/**
+ * The [acme] table: directory_url (https, required), contact_email,
+ * agree_tos (must be true: RFC 8555 §7.3 lets the CA refuse accounts that
+ * did not agree), hosts (DNS names; default computed at start),
+ * directory_ca (PEM file trusted for the directory only).
+ */
+function validateAcme(c: Checker, file: string, v: unknown): AcmeConfig | null {
+  const t = c.table("acme", v);
+  if (!t) return null;
+  c.unknownKeys("acme.", t, ["directory_url", "contact_email", "agree_tos", "hosts", "directory_ca"]);
+  let ok = true;
+  const url = c.str("acme.directory_url", t.directory_url);
+  if (t.directory_url === undefined) {
+    c.fail("acme.directory_url", "required: the CA's ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory");
+    ok = false;
+  } else if (url !== undefined) {
+    let u: URL | null = null;
+    try {
+      u = new URL(url);
+    } catch {
+      u = null;
+    }
+    // RFC 8555 §6.1: ACME is HTTPS only.
+    if (!u || u.protocol !== "https:") {
+      c.fail("acme.directory_url", `must be an https:// URL, got ${JSON.stringify(url)}`);
+      ok = false;
+    }
+  } else ok = false;
+  let contactEmail: string | null = null;
+  const email = c.str("acme.contact_email", t.contact_email);
+  if (email !== undefined) {
+    try {
+      contactEmail = formatAddress(parseAddress(email));
+    } catch (e) {
+      c.fail("acme.contact_email", `not an email address: ${(e as Error).message}`);
+      ok = false;
+    }
+  } else if (t.contact_email !== undefined) ok = false;
+  const agree = c.bool("acme.agree_tos", t.agree_tos);
+  if (agree !== true) {
+    if (t.agree_tos === undefined || agree === false) c.fail("acme.agree_tos", "must be true: read the CA's terms of service, then set agree_tos = true");
+    ok = false;
+  }
+  let hosts: string[] | null = null;
+  if (t.hosts !== undefined) {
+    if (!Array.isArray(t.hosts) || t.hosts.length === 0) {
+      c.fail("acme.hosts", `must be a non-empty array of host names, got ${describe(t.hosts)}`);
+      ok = false;
+    } else {
+      hosts = [];
+      t.hosts.forEach((h, i) => {
+        if (typeof h !== "string") {
+          c.fail(`acme.hosts[${i}]`, `must be a string, got ${describe(h)}`);
+          ok = false;
+          return;
+        }
+        try {
+          const n = normalizeDomain(h);
+          if (!n.includes(".")) throw new AddressError(`${h} is not a full DNS name`);
+          if (!hosts!.includes(n)) hosts!.push(n);
+        } catch (e) {
+          c.fail(`acme.hosts[${i}]`, (e as Error).message);
+          ok = false;
+        }
+      });
+    }
+  }
+  let directoryCaFile: string | null = null;
+  const ca = c.str("acme.directory_ca", t.directory_ca);
+  if (ca !== undefined) {
+    directoryCaFile = resolvePath(file, ca);
+    if (!existsSync(directoryCaFile) || !statSync(directoryCaFile).isFile()) {
+      c.fail("acme.directory_ca", `file ${directoryCaFile} does not exist`);
+      ok = false;
+    }
+  }
+  // With problems the whole config is refused anyway; the table is returned so
+  // that checks depending on it (https without [tls]) do not report twice.
+  return { directoryUrl: ok && url !== undefined ? url : "", contactEmail, agreeTos: agree === true, hosts, directoryCaFile };
 }
 
 /** Read, parse and validate a config file. Throws ConfigError (every problem listed). */

@@ -77,11 +77,36 @@ export interface Config {
   /** Resolvers (the local validating unbound on the device). */
   dns?: { servers: { host: string; port: number }[] };
   delivery?: Delivery;
+  /** MX checks: first-time sender delay and DNSBL zones for the filing decision. */
+  incoming?: { firstTimeDelaySeconds: number; dnsblZones: string[] };
   /** DKIM selectors used for every local domain (keys made on first use). */
   dkim?: { selectors: { selector: string; type: "ed25519" | "rsa-2048" }[] };
+  /** ACME certificates (RFC 8555) instead of, or before, the [tls] files. Absent/null: no ACME. */
+  acme?: AcmeConfig | null;
+}
+
+/** The [acme] section: where certificates come from and for which names. */
+export interface AcmeConfig {
+  /** The CA's ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory. */
+  directoryUrl: string;
+  /** Account contact (RFC 8555 §7.3 "mailto:"), or null. */
+  contactEmail: string | null;
+  /** The admin agreed to the CA's terms of service (RFC 8555 §7.3 termsOfServiceAgreed); validation requires true. */
+  agreeTos: boolean;
+  /**
+   * Host names to get certificates for, ASCII. Null: the default, computed
+   * when the server starts: the host name, and for every local domain
+   * mta-sts.<domain>, autoconfig.<domain> and the client settings name
+   * mail.<domain> (see web/acme-hosts.ts).
+   */
+  hosts: string[] | null;
+  /** Extra CA certificate (PEM file) trusted only for the directory's HTTPS (private CAs, tests), or null. */
+  directoryCaFile: string | null;
 }
 
 export const DEFAULT_DNS = { servers: [{ host: "127.0.0.1", port: 53 }] };
+/** mox waits 15 s before answering a first-time sender; no DNSBL unless configured. */
+export const DEFAULT_INCOMING = { firstTimeDelaySeconds: 15, dnsblZones: [] as string[] };
 export const DEFAULT_DELIVERY: Delivery = { mxPort: 25, smarthost: null };
 /** RFC 8463 §4: sign with Ed25519 and RSA while Ed25519 support spreads. */
 export const DEFAULT_DKIM = {

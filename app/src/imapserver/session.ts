@@ -34,9 +34,9 @@ import { parseHeaderFields, type HeaderField, type MimePart } from "../mime/stru
 import { messageText } from "../mime/decode.ts";
 import { startSasl, SaslError, advertisedMechanisms, decodeClientLine, encodeChallenge, type SaslSession, type SaslFailure } from "../sasl/server.ts";
 import { spkiSha256Hex } from "../tls/spki.ts";
-import { CommandReader, ImapParseError, type Command, type CommandArgsMap, type FetchItem, type SearchKey, type StatusItem, type AppendMessage } from "./parser.ts";
+import { CommandReader, ImapParseError, type Command, type CommandArgsMap, type SearchKey, type StatusItem, type AppendMessage } from "./parser.ts";
 import { compactNumbers, MAX_NZ_NUMBER, type SequenceSet } from "./sequence.ts";
-import { astring, bodyStructure, dateTime, envelope, list, nstring, quoted, string as imapString } from "./format.ts";
+import { astring, bodyStructure, dateTime, envelope, nstring } from "./format.ts";
 import { listMatcher, mailboxFromClient, mailboxToClient, MailboxNameError, patternFromClient } from "./mutf7.ts";
 import { search, searchNeeds, searchResponse, type SearchMessage } from "./search.ts";
 import { formatThreads, sortMessages, threadOrderedSubject, threadReferences, type ThreadMessage } from "./thread.ts";
@@ -45,7 +45,7 @@ import type { Conn, ConnHandler } from "./listener.ts";
 
 /** RFC 9051 §5.4: the autologout timer is at least 30 minutes. */
 export const AUTOLOGOUT_SECONDS = 30 * 60;
-/** Protocol errors (BAD) before we end the session. */
+/** Protocol errors (BAD) in a row before we end the session (a client sending garbage, or not speaking IMAP). */
 export const MAX_BAD_COMMANDS = 20;
 /** Failed authentications per session before we end it. */
 export const MAX_AUTH_FAILURES = 5;
@@ -227,6 +227,7 @@ export class Session implements ConnHandler {
   }
 
   private end(): void {
+    this.flush();
     this.state = "logout";
     this.conn.close();
     this.unsubscribe?.();
@@ -361,6 +362,7 @@ export class Session implements ConnHandler {
     }
     try {
       const done = await this.dispatch(c);
+      this.badCommands = 0;
       if (done === false) return; // the command answers later (IDLE, AUTHENTICATE)
     } catch (e) {
       if (e instanceof CommandError) {
@@ -785,7 +787,8 @@ export class Session implements ConnHandler {
       }
       if (specialOnly && (!mb || mb.specialUse === null || mb.specialUse === "\\Inbox")) continue;
       if (!mb) attrs.push(this.rev2 || a.extended ? "\\NonExistent" : "\\Noselect");
-      if (a.extended || ret.children || true) attrs.push(children.has(n) ? "\\HasChildren" : "\\HasNoChildren");
+      // RFC 3348 CHILDREN / RFC 5258 §4: always said (cheap for us), whether or not RETURN (CHILDREN) asked.
+      attrs.push(children.has(n) ? "\\HasChildren" : "\\HasNoChildren");
       if ((subscribedOnly || ret.subscribed) && isSub) attrs.push("\\Subscribed");
       if (mb && mb.specialUse && mb.specialUse !== "\\Inbox") attrs.push(mb.specialUse);
       let line = `* LIST (${attrs.join(" ")}) "/" ${astring(mailboxToClient(n, this.utf8), this.utf8)}`;
@@ -1197,13 +1200,14 @@ export class Session implements ConnHandler {
   // ---- SEARCH / SORT / THREAD ----------------------------------------------------------
 
   /** Messages of the selected mailbox as search.ts/thread.ts see them; file data read on demand. */
-  private searchView(needs: { headers: boolean; body: boolean }): (SearchMessage & ThreadMessage & { state: MessageState })[] {
+  private searchView(from: number, to: number): (SearchMessage & ThreadMessage & { state: MessageState; release(): void })[] {
     const sel = this.sel!;
     const acc = this.account!.id;
     const imap = this.ctx.imap;
     const store = this.ctx.store;
     const envQ = store.db.query("SELECT envelope FROM messages WHERE id = ?");
-    return sel.msgs.map((m, i) => {
+    return sel.msgs.slice(from, to).map((m, j) => {
+      const i = from + j;
       let data: Uint8Array | null = null;
       let fields: HeaderField[] | null = null;
       let stored: HeaderField[] | null = null;
@@ -1246,6 +1250,12 @@ export class Session implements ConnHandler {
       };
       return {
         state: m,
+        /** Drop the file bytes and parsed data (a matching message may be kept for SORT/THREAD). */
+        release: () => {
+          data = null;
+          fields = null;
+          root = null;
+        },
         seq: i + 1,
         uid: m.uid,
         flags: new Set(flagNames(m.bits)),
@@ -1269,7 +1279,6 @@ export class Session implements ConnHandler {
         },
       };
     });
-    void needs;
   }
 
   private searchEnv(): { maxSeq: number; maxUid: number; saved: ReadonlySet<number> | null; now: Date; tzOffsetMinutes: number; saveDateSupported: boolean } {
@@ -1287,15 +1296,19 @@ export class Session implements ConnHandler {
   private async runSearch(key: SearchKey): Promise<(SearchMessage & ThreadMessage & { state: MessageState })[]> {
     const needs = searchNeeds(key);
     if (needs.modseq) this.condstore = true;
-    const view = this.searchView(needs);
     const env = this.searchEnv();
-    if (!needs.body && !needs.headers) return search(key, view, env);
-    // Text searches read files: work in slices so other sessions get their turn.
-    const out: (typeof view)[number][] = [];
+    const n = this.sel!.msgs.length;
+    if (!needs.body && !needs.headers) return search(key, this.searchView(0, n), env);
+    // Text searches read files: work in slices, so other sessions get their turn
+    // and only one slice of message data is held at a time.
+    const out: ReturnType<Session["searchView"]> = [];
     const SLICE = 256;
-    for (let i = 0; i < view.length; i += SLICE) {
-      out.push(...search(key, view.slice(i, i + SLICE), env));
-      if (i + SLICE < view.length) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < n; i += SLICE) {
+      const part = this.searchView(i, Math.min(n, i + SLICE));
+      for (const m of search(key, part, env)) out.push(m);
+      for (const m of part) m.release();
+      if (i + SLICE < n) await new Promise((r) => setImmediate(r));
+      if (!this.sel) return [];
     }
     return out;
   }
@@ -1408,7 +1421,6 @@ export class Session implements ConnHandler {
         return rootCache;
       };
       this.out.str(`* ${i + 1} FETCH (`);
-      const parts: string[] = [];
       let first = true;
       const put = (s: string) => {
         this.out.str((first ? "" : " ") + s);
@@ -1510,7 +1522,6 @@ export class Session implements ConnHandler {
       // RFC 9051 §6.4.5: a \Seen set by this FETCH is reported in the response.
       if (!flagsSent && seenSet.has(m.uid)) put(`FLAGS ${this.flagList(m)}`);
       this.out.str(")\r\n");
-      void parts;
       if (this.out.length > 256 * 1024) {
         this.flush();
         await this.conn.whenDrained();
@@ -1534,7 +1545,3 @@ export class Session implements ConnHandler {
 
 const ENVELOPE_HEADER = new Set(["date", "subject", "from", "sender", "reply-to", "to", "cc", "bcc", "in-reply-to", "message-id", "references"]);
 
-// Keep imports used only in types or reserved for later steps referenced.
-void quoted;
-void imapString;
-void list;

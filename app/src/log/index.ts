@@ -118,3 +118,41 @@ export function newCid(): string {
   cidCounter++;
   return `${cidBase}-${cidCounter.toString(36)}`;
 }
+
+/** The last lines written, oldest first: what the admin panel's log page shows. */
+export class LogRing {
+  private readonly buf: string[] = [];
+  private start = 0;
+
+  constructor(readonly capacity: number) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError("log ring capacity must be a positive integer");
+  }
+
+  push(line: string): void {
+    if (this.buf.length < this.capacity) this.buf.push(line);
+    else {
+      this.buf[this.start] = line;
+      this.start = (this.start + 1) % this.capacity;
+    }
+  }
+
+  /** At most `limit` of the newest lines (all by default), oldest first. */
+  lines(limit = this.capacity): string[] {
+    const all = [...this.buf.slice(this.start), ...this.buf.slice(0, this.start)];
+    return limit >= all.length ? all : all.slice(all.length - Math.max(0, limit));
+  }
+}
+
+/**
+ * Keep the last `capacity` log lines in a ring while every line still goes
+ * to the sink that was in place (chained through setLogSink). `stop()` puts
+ * that sink back.
+ */
+export function startLogRing(capacity = 2000): { ring: LogRing; stop(): void } {
+  const ring = new LogRing(capacity);
+  const prev = setLogSink((line) => {
+    ring.push(line);
+    prev(line);
+  });
+  return { ring, stop: () => void setLogSink(prev) };
+}

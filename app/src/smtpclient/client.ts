@@ -270,7 +270,9 @@ export class SmtpClient {
       return c;
     } catch (e) {
       c.destroy();
-      throw c.asClientError(e);
+      const err = c.asClientError(e);
+      err.tlsReport = c.tlsReport;
+      throw err;
     }
   }
 

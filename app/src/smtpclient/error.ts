@@ -16,6 +16,7 @@
  *   failure, after which opportunistic delivery may be retried without TLS,
  *   is not a certificate verification failure).
  */
+import type { TlsReportResults } from "./tls.ts";
 
 export type SmtpClientErrorKind =
   /** The server replied with an unexpected code (seed ErrStatus), e.g. 451 to MAIL. */
@@ -75,6 +76,12 @@ export class SmtpClientError extends Error {
   readonly line: string;
   /** Further lines of a multi-line reply. */
   readonly moreLines: string[];
+  /**
+   * What the failed session recorded for TLS reporting (RFC 8460 §4.3), set
+   * when session setup failed (e.g. a DANE mismatch): the client object is
+   * gone then, but the failure must still be reported.
+   */
+  tlsReport: TlsReportResults | null = null;
 
   constructor(f: SmtpClientErrorFields, message: string) {
     super(message, f.cause === undefined ? undefined : { cause: f.cause });

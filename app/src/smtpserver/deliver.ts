@@ -17,7 +17,7 @@
  *    quota → 552 5.2.2 (RFC 3463 mailbox full; 552 per RFC 5321 §4.2.2 "exceeded
  *    storage allocation"), anything else → 451 4.3.0 (try again later).
  */
-import type { StoreApi, Alias } from "../store/api.ts";
+import type { StoreApi, Alias, DeliveredMessage } from "../store/api.ts";
 import { StoreError } from "../store/api.ts";
 import { SmtpError, SE } from "../smtp/reply.ts";
 import { addressKey, type Address } from "../smtp/address.ts";
@@ -90,9 +90,18 @@ export function resolveRecipient(addr: Address, ctx: ResolveContext): Resolved {
  * cause is returned for logging in `cause`).
  */
 export async function deliverToAccounts(store: Pick<StoreApi, "deliver">, data: Uint8Array, accountIds: Iterable<number>, receivedAt: Date): Promise<void> {
-  const targets = [...new Set(accountIds)].map((accountId) => ({ accountId }));
+  await deliverTargets(store, data, [...new Set(accountIds)].map((accountId) => ({ accountId })), receivedAt);
+}
+
+/** As deliverToAccounts, with a mailbox per target (Inbox when absent); returns the stored copies. */
+export async function deliverTargets(
+  store: Pick<StoreApi, "deliver">,
+  data: Uint8Array,
+  targets: { accountId: number; mailbox?: string }[],
+  receivedAt: Date,
+): Promise<DeliveredMessage[]> {
   try {
-    await store.deliver({ data, targets, receivedAt });
+    return await store.deliver({ data, targets, receivedAt });
   } catch (e) {
     if (e instanceof StoreError && e.code === "quota") {
       throw new SmtpError(true, 552, SE.MAILBOX_FULL, "mailbox full: over quota", "DATA");

@@ -25,6 +25,7 @@
  *    store in one deliver() call for all recipient accounts. Only when the
  *    store says it is on stable storage do we reply 250.
  */
+import type { IncomingChecks } from "./incoming.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
 import type { StoreApi } from "../store/api.ts";
@@ -64,6 +65,8 @@ export async function startSmtpServers(opts: {
   authDelayBaseMs?: number;
   /** The outgoing queue: submission then accepts other domains and FUTURERELEASE. */
   queue?: SubmissionQueue | null;
+  /** MX verdicts and per-account filing (auth/, reputation/); absent: no checks, Inbox. */
+  incoming?: IncomingChecks | null;
 }): Promise<SmtpServers> {
   const { config, store, tls, log } = opts;
   const limiter = new IpLimiter(config.limits, opts.authDelayBaseMs ?? 1000);
@@ -86,6 +89,7 @@ export async function startSmtpServers(opts: {
           tlsAvailable: tls !== null,
           sessions,
           queue: opts.queue ?? null,
+          incoming: opts.incoming ?? null,
         };
         for (const ip of l.ips) {
           const lis = listen({

@@ -15,6 +15,8 @@
  * one write. Only slow work (store delivery, SASL password checks, AUTH
  * failure delays) makes the loop wait; input keeps queueing meanwhile.
  */
+import { fileAndDeliver, verdictsFor, type IncomingChecks } from "./incoming.ts";
+import type { IncomingVerdicts } from "../reputation/decide.ts";
 import type { Config } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
 import { newCid } from "../log/index.ts";
@@ -53,6 +55,8 @@ export interface ServerContext {
   sessions: Set<Session>;
   /** The outgoing queue; submission then accepts other domains and FUTURERELEASE. */
   queue?: SubmissionQueue | null;
+  /** MX: verdicts (SPF, DKIM, DMARC) and per-account filing; absent: straight to the Inbox. */
+  incoming?: IncomingChecks | null;
 }
 
 interface Recipient {
@@ -816,9 +820,15 @@ export class Session implements ConnHandler {
     const msgId = `${this.cid}.${++this.messages}`;
     try {
       let added = "";
+      let incoming: { verdicts: IncomingVerdicts; quarantine: boolean } | null = null;
       if (this.isSubmission) {
         const chk = checkSubmittedMessage(data, { accountId: this.account!.id, store: this.ctx.store, hostname: this.ctx.config.hostname, now });
         added = chk.addHeaders;
+      } else if (this.ctx.incoming) {
+        // Throws SmtpError 550 5.7.1 when DMARC says reject.
+        const v = await verdictsFor(this.ctx.incoming, { ip: this.ip, helo: this.helo ?? "", mailFrom: tx.from, data, hostname: this.ctx.config.hostname });
+        added = v.headers;
+        incoming = { verdicts: v.verdicts, quarantine: v.quarantine };
       }
       const received = formatReceived({
         helo: this.helo ?? "unknown",
@@ -841,6 +851,25 @@ export class Session implements ConnHandler {
       }
       const accountIds = new Set<number>();
       for (const r of tx.rcpts) for (const a of r.accountIds) accountIds.add(a);
+      if (incoming && this.ctx.incoming) {
+        const r = await fileAndDeliver(this.ctx.incoming, this.ctx.store, message, accountIds, incoming.verdicts, incoming.quarantine, now);
+        this.ctx.limiter.messageAccepted(this.ip);
+        this.log.info("message delivered", {
+          id: msgId,
+          size: message.length,
+          rcpts: tx.rcpts.length,
+          accounts: accountIds.size,
+          spf: incoming.verdicts.spf,
+          dmarc: incoming.verdicts.dmarc,
+          filed: r.filed.map((f) => `${f.accountId}:${f.mailbox}:${f.step}`).join(","),
+          delayms: r.delayMs,
+          command,
+        });
+        // The message is stored; only the reply waits (first-time sender).
+        if (r.delayMs > 0) await Bun.sleep(r.delayMs);
+        if (!this.isClosed()) this.reply(250, "2.0.0", `message delivered, id ${msgId}`);
+        return;
+      }
       await deliverToAccounts(this.ctx.store, message, accountIds, now);
       this.ctx.limiter.messageAccepted(this.ip);
       this.log.info("message delivered", { id: msgId, size: message.length, rcpts: tx.rcpts.length, accounts: accountIds.size, command });

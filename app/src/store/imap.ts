@@ -267,6 +267,7 @@ export class ImapStore {
         if (gone.length === 0) return;
         modseq = this.nextModseq(accountId);
         this.markExpunged(accountId, mailboxId, gone, modseq);
+        this.noteRemovals(accountId, gone.map((g) => g.id));
       })
       .immediate();
     await this.removeFiles(accountId, gone.map((g) => g.id));
@@ -295,14 +296,15 @@ export class ImapStore {
     this.db.query("UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?").run(size, accountId);
   }
 
+  /** Inside the transaction that drops the rows: files to remove, finished by finishFileRemovals after a crash. */
+  private noteRemovals(accountId: number, ids: readonly number[]): void {
+    const q = this.db.query("INSERT OR IGNORE INTO file_removals (account_id, message_id) VALUES (?, ?)");
+    for (const id of ids) q.run(accountId, id);
+  }
+
+  /** After the commit: unlink the files, then forget them in file_removals. */
   private async removeFiles(accountId: number, ids: readonly number[]): Promise<void> {
-    for (const id of ids) {
-      try {
-        await unlink(this.store.messagePath(accountId, id));
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new StoreError("io", `removing message file: ${(e as Error).message}`);
-      }
-    }
+    await removeFilesOf(this.db, (id) => this.store.messagePath(accountId, id), accountId, ids);
   }
 
   /**
@@ -422,6 +424,7 @@ export class ImapStore {
         if (mb.special_use === "\\Inbox") throw new StoreError("invalid", "the Inbox cannot be deleted");
         ids = (this.db.query("SELECT id FROM messages WHERE mailbox_id = ? AND expunged = 0").all(mailboxId) as { id: number }[]).map((r) => Number(r.id));
         this.db.query("UPDATE accounts SET used_bytes = used_bytes - ? WHERE id = ?").run(mb.size_bytes, accountId);
+        this.noteRemovals(accountId, ids);
         this.db.query("DELETE FROM messages WHERE mailbox_id = ?").run(mailboxId);
         this.db.query("DELETE FROM mailboxes WHERE id = ?").run(mailboxId);
       })
@@ -496,4 +499,35 @@ export class ImapStore {
     const n = this.db.query("SELECT COALESCE(SUM(message_count), 0) AS n FROM mailboxes WHERE account_id = ?").get(accountId) as { n: number };
     return { usedBytes: Number(a.used_bytes), limitBytes: Number(a.quota_bytes), messages: Number(n.n) };
   }
+}
+
+async function removeFilesOf(db: Store["db"], path: (id: number) => string, accountId: number, ids: readonly number[]): Promise<void> {
+  for (const id of ids) {
+    try {
+      await unlink(path(id));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new StoreError("io", `removing message file: ${(e as Error).message}`);
+    }
+  }
+  const del = db.query("DELETE FROM file_removals WHERE account_id = ? AND message_id = ?");
+  db.transaction(() => {
+    for (const id of ids) del.run(accountId, id);
+  })();
+}
+
+/**
+ * At open: finish file removals that a crash interrupted (rows already
+ * committed as expunged or deleted, files maybe still there). Returns how
+ * many files were pending.
+ */
+export async function finishFileRemovals(db: Store["db"], pathOf: (accountId: number, id: number) => string): Promise<number> {
+  const rows = db.query("SELECT account_id, message_id FROM file_removals").all() as { account_id: number; message_id: number }[];
+  const byAccount = new Map<number, number[]>();
+  for (const r of rows) {
+    const l = byAccount.get(Number(r.account_id)) ?? [];
+    l.push(Number(r.message_id));
+    byAccount.set(Number(r.account_id), l);
+  }
+  for (const [acc, ids] of byAccount) await removeFilesOf(db, (id) => pathOf(acc, id), acc, ids);
+  return rows.length;
 }

@@ -34,7 +34,8 @@ import { join } from "node:path";
 import { StoreError } from "./api.ts";
 import { openDatabase, migrate } from "./schema.ts";
 import { cleanupDeadBlocks, newOwner, releaseOwner } from "./id-blocks.ts";
-import { listDir } from "./files.ts";
+import { listDir, messageRelPath } from "./files.ts";
+import { finishFileRemovals } from "./imap.ts";
 import { Store, type StoreOptions } from "./store.ts";
 
 export { Store, DEFAULT_MAILBOXES, type Mailbox, type MessageInfo, type ImportMessage, type StoreStats, type StoreOptions } from "./store.ts";
@@ -71,6 +72,9 @@ export async function openStore(dataDir: string, opts: StoreOptions): Promise<St
         await rm(join(dataDir, "msg", name), { recursive: true, force: true });
       }
     }
+    // Message files of committed expunges/mailbox deletions that a crash left behind (store/imap.ts).
+    const pending = await finishFileRemovals(db, (acc, id) => join(dataDir, messageRelPath(acc, id)));
+    if (pending > 0) opts.log.warn("finished interrupted message file removals", { files: pending });
     for (const name of await readdir(join(dataDir, "tmp"))) {
       await rm(join(dataDir, "tmp", name), { recursive: true, force: true });
     }

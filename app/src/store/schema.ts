@@ -285,6 +285,53 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX account_rules_account ON account_rules(account_id, position);
   `,
+  // IMAP expunge and mailbox delete (store/imap.ts): message files whose rows
+  // are committed as expunged/deleted but that may not be unlinked yet; the
+  // removal finishes at the next open after a crash.
+  `
+  CREATE TABLE file_removals (
+    account_id INTEGER NOT NULL,
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (account_id, message_id)
+  ) WITHOUT ROWID;
+  `,
+  // MTA-STS and TLS reporting (mtasts/, tlsrpt/; store/mtasts.ts,
+  // store/tlsrpt.ts): cached policies of recipient domains (RFC 8461 §3.3),
+  // TLS results of our deliveries per day and policy domain (RFC 8460 §4),
+  // and TLS reports other servers sent us.
+  `
+  CREATE TABLE mtasts_policies (
+    domain TEXT PRIMARY KEY,          -- recipient domain, ASCII lower-case
+    record_id TEXT NOT NULL,          -- id= of the _mta-sts TXT record when fetched
+    policy_text TEXT NOT NULL,        -- the policy file as fetched (valid when stored)
+    mode TEXT NOT NULL,               -- enforce, testing, none (for listing)
+    fetched_at INTEGER NOT NULL,      -- ms since epoch
+    valid_end INTEGER NOT NULL,       -- fetched_at + max_age, ms since epoch
+    last_use INTEGER NOT NULL
+  );
+  CREATE TABLE tlsrpt_results (
+    day TEXT NOT NULL,                -- UTC day, YYYY-MM-DD
+    policy_domain TEXT NOT NULL,      -- recipient domain (sts, no-policy-found) or MX host (tlsa)
+    recipient_domain TEXT NOT NULL,
+    is_host INTEGER NOT NULL,         -- 1: the MX host's policy (DANE), 0: the recipient domain's (MTA-STS)
+    results TEXT NOT NULL,            -- JSON list of tlsrpt/report.ts PolicyResult, one per policy
+    sent INTEGER NOT NULL DEFAULT 0,  -- included in a report we sent (or decided not to send)
+    PRIMARY KEY (day, policy_domain, recipient_domain, is_host)
+  ) WITHOUT ROWID;
+  CREATE INDEX tlsrpt_results_unsent ON tlsrpt_results(sent, day);
+  CREATE TABLE tlsrpt_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,     -- ms since epoch
+    from_address TEXT NOT NULL,       -- message From, '' when unknown
+    organization TEXT NOT NULL,       -- organization-name
+    report_id TEXT NOT NULL,          -- report-id
+    start_at INTEGER NOT NULL,        -- date-range, ms since epoch
+    end_at INTEGER NOT NULL,
+    policy_domains TEXT NOT NULL,     -- space-separated policy-domain values
+    report TEXT NOT NULL,             -- the report JSON as received
+    UNIQUE (organization, report_id)
+  );
+  `,
 ];
 
 /** Open (creating if needed) the index with WAL, synchronous=FULL, foreign keys and a busy timeout. */

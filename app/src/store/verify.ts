@@ -16,6 +16,8 @@
  * 5. Account used bytes = sum of its message sizes; mailbox counters
  *    (messages, unseen, deleted, size) = what its rows say.
  * 6. Every account has its login address and exactly one Inbox.
+ * Files listed in file_removals (an expunge or mailbox deletion committed,
+ * unlink pending; store/imap.ts) are neither "expungedFile" nor orphans.
  *
  * All rows are read in one read transaction (a consistent WAL snapshot), so
  * the check may run while the server delivers.
@@ -72,6 +74,8 @@ interface Snapshot {
   messages: { id: number; account_id: number; mailbox_id: number; uid: number; modseq: bigint; createseq: bigint; size: number; flags: number; expunged: number }[];
   liveBlocks: { start: number; end: number }[];
   nextId: number;
+  /** Files being removed after a committed expunge or mailbox deletion (store/imap.ts). */
+  removing: Set<number>;
 }
 
 function snapshot(db: Database): Snapshot {
@@ -117,7 +121,8 @@ function snapshot(db: Database): Snapshot {
       .filter((r) => ownerAlive(String(r.owner)))
       .map((r) => ({ start: n(r.start), end: n(r.end) }));
     const nextId = n(q("SELECT value FROM counters WHERE name = 'next_message_id'")[0]?.value ?? 0);
-    return { accounts, loginKeys, mailboxes, messages, liveBlocks, nextId };
+    const removing = new Set(q("SELECT message_id FROM file_removals").map((r) => n(r.message_id)));
+    return { accounts, loginKeys, mailboxes, messages, liveBlocks, nextId, removing };
   })();
 }
 
@@ -192,7 +197,7 @@ export async function verifyData(db: Database, dataDir: string, counts?: VerifyC
           if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
         }
         if (m.expunged) {
-          if (size !== null) problems.push({ kind: "expungedFile", message: `message ${m.id}: expunged but its file is still present`, path: rel });
+          if (size !== null && !s.removing.has(m.id)) problems.push({ kind: "expungedFile", message: `message ${m.id}: expunged but its file is still present`, path: rel });
         } else if (size === null) {
           problems.push({ kind: "missingFile", message: `message ${m.id} (account ${m.account_id}, uid ${m.uid}): file missing`, path: rel });
         } else if (size !== m.size) {
@@ -227,7 +232,7 @@ export async function verifyData(db: Database, dataDir: string, counts?: VerifyC
         const id = Number(name);
         const row = byId.get(id);
         if (row && row.account_id === Number(acc)) continue;
-        if (inFlight(id)) continue;
+        if (inFlight(id) || s.removing.has(id)) continue;
         problems.push({ kind: "orphanFile", message: `file without message row${row ? ` (row is in account ${row.account_id})` : ""}`, path: rel });
       }
     }

@@ -233,3 +233,28 @@ export function replaceAlias(store: Store, address: string, members: string[], o
     store.addAlias(address, members, opts);
   })();
 }
+
+/** A registered TLS client public key (SASL EXTERNAL with a client certificate, seed 002). */
+export interface TlsPublicKeyView {
+  spkiSha256: string;
+  name: string;
+  loginAddress: string;
+  createdAt: Date;
+}
+
+/** The TLS client public keys of an account, oldest first. */
+export function listTlsPublicKeys(store: Store, accountId: number): TlsPublicKeyView[] {
+  const rows = store.db.query("SELECT spki_sha256, name, login_address, created_at FROM tls_public_keys WHERE account_id = ? ORDER BY created_at, spki_sha256").all(accountId) as {
+    spki_sha256: string;
+    name: string;
+    login_address: string;
+    created_at: number;
+  }[];
+  return rows.map((r) => ({ spkiSha256: r.spki_sha256, name: r.name, loginAddress: r.login_address, createdAt: new Date(Number(r.created_at)) }));
+}
+
+/** Remove one of the account's TLS client public keys; StoreError "notFound" when the account has no such key. */
+export function removeTlsPublicKey(store: Store, accountId: number, spkiSha256Hex: string): void {
+  const r = store.db.query("DELETE FROM tls_public_keys WHERE account_id = ? AND spki_sha256 = ?").run(accountId, spkiSha256Hex.toLowerCase());
+  if (r.changes === 0) throw new StoreError("notFound", "no such public key for this account");
+}

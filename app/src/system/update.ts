@@ -26,6 +26,8 @@
  *    counter raised, pending cleared, result "committed";
  *  - running the pending slot and unhealthy: result "unhealthy"; the caller
  *    reboots and, T's single try being used, the script boots S;
+ *  - running the other slot while the trial is armed and not yet booted (first
+ *    in BOOT_ORDER with its try left): nothing, the reboot is still to come;
  *  - running the other slot while an update is pending: the trial failed or
  *    the update was cut short: boot env BOOT_ORDER "S", T tries 0; state:
  *    pending cleared, result "rolled-back" or "interrupted";
@@ -251,6 +253,12 @@ export async function commitBoot(dev: UpdateDevice, healthy: boolean, reason = "
     state.last = { result: "committed", at, slot: booted, version: p.version };
     await writeState(io, dev.stateDir, state);
     return { action: "committed", message: `committed ${p.version} in slot ${booted}` };
+  }
+
+  if (p && p.slot === other && p.phase === "written" && env.order[0] === other && env.left[other] > 0) {
+    // Armed and not yet booted: the boot script always takes the first slot with tries
+    // left, so no boot has happened since apply. Leave the trial alone.
+    return { action: "none", message: `update ${p.version} is armed in slot ${other}: reboot to try it` };
   }
 
   if (p && p.slot === other) {

@@ -11,6 +11,30 @@ import type { ConnectivityChecks } from "./checks.ts";
 import type { DnsLookup } from "./dns-records.ts";
 import type { Sessions } from "./session.ts";
 import type { SetupAdvertiser } from "../mdns/index.ts";
+import type { LogRing } from "../log/index.ts";
+import type { QueueStore } from "../store/queue.ts";
+import type { AcmeCertManager, ChallengeType } from "../tls/acme.ts";
+import type { KeyStore } from "../tls/keystore.ts";
+
+/** The ACME side the panel shows and steers (serve wires it when [acme] is configured). */
+export interface WebAcme {
+  manager: AcmeCertManager;
+  keys: KeyStore;
+  directoryUrl: string;
+  challenge: ChallengeType;
+  /** The names certificates are obtained for (recomputed when domains change). */
+  hosts(): string[];
+  /** CAA issuer domain of the CA (RFC 8659 §4.2), e.g. letsencrypt.org. */
+  caaIssuer: string;
+  /** The last failure of an order, per host, for the status page. */
+  lastErrors: Map<string, { at: Date; message: string }>;
+}
+
+/** The outgoing queue as the panel steers it: its table, and a nudge to deliver now. */
+export interface WebQueue {
+  qs: QueueStore;
+  kick(): void;
+}
 
 export interface WebContext {
   config: Config;
@@ -30,6 +54,17 @@ export interface WebContext {
   advertiser: SetupAdvertiser | null;
   /** Program version shown on the system page. */
   version: string;
+  /** When this process started (uptime on the system page). */
+  startedAt: Date;
+  queue: WebQueue;
+  /** The recent log lines (log room ring buffer), or null when not kept. */
+  logRing: LogRing | null;
+  /** ACME certificates, when [acme] is configured. */
+  acme: WebAcme | null;
+  /** The certificate HTTPS serves when ACME has none (config [tls] or self-signed), PEM. */
+  staticCertPem: string | null;
+  /** The device update status (system/update.ts updateStatus), when running on the device. */
+  updateStatus: (() => Promise<unknown>) | null;
 }
 
 /** The mail domain chosen in setup, or the first local domain. */

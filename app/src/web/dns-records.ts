@@ -50,6 +50,8 @@ export interface RecordInputs {
   caaIssuer?: string;
   /** ACME account URI, pinned in CAA (RFC 8657 §3). */
   acmeAccountUri?: string;
+  /** The whole CAA value (e.g. tls/acme.ts caaRecordValue with accounturi and validationmethods); replaces caaIssuer/acmeAccountUri. */
+  caaValue?: string;
   /** Client settings name; default "mail.<domain>" (omitted when it equals the host name). */
   clientSettingsName?: string;
 }
@@ -80,6 +82,7 @@ export function computeRecords(i: RecordInputs): DnsRecord[] {
   let caa = `0 issue "${i.caaIssuer ?? "letsencrypt.org"}`;
   if (i.acmeAccountUri) caa += `; accounturi=${i.acmeAccountUri}`;
   caa += '"';
+  if (i.caaValue) caa = i.caaValue;
   out.push({ name: d, type: "CAA", value: caa, purpose: "only this CA may issue certificates for the domain" });
   for (const spki of i.tlsaSpkiSha256 ?? []) {
     out.push({ name: `_${SMTP_PORT}._tcp.${h}`, type: "TLSA", value: `3 1 1 ${spki.toLowerCase()}`, purpose: "DANE: the key of the host's certificate (needs DNSSEC)" });

@@ -20,10 +20,21 @@ import { DEFAULT_LOGIN_LIMITS, LoginRateLimiter, type LoginLimits } from "./rate
 import { Router, type RequestContext } from "./router.ts";
 import { ACCOUNT_AREA, ADMIN_AREA, CSRF_FIELD, Sessions, type Area, type SessionOptions } from "./session.ts";
 import { setupAllowed, setupApi, syncAdvert } from "./setup.ts";
+import { adminOpsApi } from "./admin-ops-api.ts";
 import { AVAHI_SERVICES_DIR, SetupAdvertiser } from "../mdns/index.ts";
 import { existsSync } from "node:fs";
 import { Resolver } from "../dns/index.ts";
 import { X509Certificate } from "node:crypto";
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import type { LogRing } from "../log/index.ts";
+import { QueueStore } from "../store/queue.ts";
+import { formatAddress, normalizeDomain, parseAddress } from "../smtp/address.ts";
+import { acmeHttpChallengeResponse } from "../tls/acme.ts";
+import { bunServeTlsEntries, hotSwapOnCertificateChange } from "../tls/acme-sni.ts";
+import { MAX_AUTODISCOVER_BODY, MTA_STS_PATH, autoconfigXml, autodiscoverRequestAddress, autodiscoverXml, clientSettings, mobileconfigXml, mtaStsPolicy } from "./client-config.ts";
+import { currentHostname, type WebAcme, type WebQueue } from "./context.ts";
+import { mtaStsMode } from "./setup.ts";
 
 export interface WebOptions {
   config: Config;
@@ -43,6 +54,18 @@ export interface WebOptions {
   /** Answer ACME http-01 challenges (RFC 8555 §8.3) on port 80: the key authorization for a token, or null. */
   acmeHttpChallenge?: (token: string) => string | null;
   version?: string;
+  /** The running outgoing queue (release/retry nudge it); default: the queue table alone. */
+  queue?: WebQueue | null;
+  /** Recent log lines for the logs page (log room ring buffer). */
+  logRing?: LogRing | null;
+  /**
+   * ACME certificates: HTTPS then serves the manager's certificates by SNI
+   * (falling back to `tls` for names without one) and swaps listeners when a
+   * certificate changes; HTTP answers the HTTP-01 challenges.
+   */
+  acme?: WebAcme | null;
+  /** The device update status for the system page. */
+  updateStatus?: (() => Promise<unknown>) | null;
   /**
    * Announces /setup/ over mDNS while setup is open. Default: in device mode
    * (not localserve), when avahi's services folder exists and an HTTP
@@ -88,6 +111,12 @@ export class WebApp {
       tlsSpkiSha256: spki,
       advertiser: opts.advertiser === undefined ? defaultAdvertiser(opts.config) : opts.advertiser,
       version: opts.version ?? "0.1.0",
+      startedAt: new Date(),
+      queue: opts.queue ?? { qs: new QueueStore(opts.store.db, opts.store.dataDir), kick: () => {} },
+      logRing: opts.logRing ?? null,
+      acme: opts.acme ?? null,
+      staticCertPem: opts.tls?.certPem ?? null,
+      updateStatus: opts.updateStatus ?? null,
     };
     this.routes();
     syncAdvert(this.ctx);
@@ -107,7 +136,7 @@ export class WebApp {
     r.post("/setup/api/:method", (ctx) => (setupAllowed(c, ctx) ? handleApi(ctx, setup, () => { throw new ApiError("user:noAuth", "no session"); }) : notFound()));
 
     for (const [area, methods, name] of [
-      [ADMIN_AREA, adminApi(c), "admin"],
+      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c) }, "admin"],
       [ACCOUNT_AREA, accountApi(c), "account"],
     ] as const) {
       r.get(area.path.slice(0, -1), () => redirect(area.path));
@@ -117,14 +146,133 @@ export class WebApp {
     }
 
     r.get("/.well-known/acme-challenge/:token", (ctx) => {
-      const v = this.opts.acmeHttpChallenge?.(ctx.params["token"]!);
+      const answer = this.opts.acmeHttpChallenge ?? (this.opts.acme ? acmeHttpChallengeResponse : null);
+      const v = answer?.(ctx.params["token"]!);
       return v ? new Response(v, { headers: { "Content-Type": "application/octet-stream" } }) : notFound();
+    });
+
+    // Documents for other mail software (client-config.ts).
+    r.get(MTA_STS_PATH, (ctx) => this.mtaSts(ctx));
+    r.get("/mail/config-v1.1.xml", (ctx) => this.autoconfig(ctx));
+    r.get("/.well-known/autoconfig/mail/config-v1.1.xml", (ctx) => this.autoconfig(ctx));
+    r.post("/autodiscover/autodiscover.xml", (ctx) => this.autodiscover(ctx));
+    r.post("/Autodiscover/Autodiscover.xml", (ctx) => this.autodiscover(ctx));
+    r.get(`${ACCOUNT_AREA.path}mobileconfig`, (ctx) => this.mobileconfig(ctx));
+  }
+
+  /** The Host header's name: lower case, without port or final dot. */
+  private hostName(ctx: RequestContext): string {
+    const h = (ctx.req.headers.get("host") ?? ctx.url.host).toLowerCase();
+    const name = h.startsWith("[") ? h.slice(0, h.indexOf("]") + 1) : h.replace(/:\d+$/, "");
+    return name.replace(/\.$/, "");
+  }
+
+  /** `domain` when it is one of our local domains (IDNA-normalised), else null. */
+  private localDomain(domain: string): string | null {
+    try {
+      const d = normalizeDomain(domain);
+      return this.ctx.store.isLocalDomain(d) ? d : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** RFC 8461 §3.3: the policy only over HTTPS, only for mta-sts.<one of our domains>. */
+  private mtaSts(ctx: RequestContext): Response {
+    const host = this.hostName(ctx);
+    if (!ctx.https || !host.startsWith("mta-sts.")) return notFound();
+    const domain = this.localDomain(host.slice("mta-sts.".length));
+    if (!domain) return notFound();
+    const body = mtaStsPolicy(mtaStsMode(this.ctx), [currentHostname(this.ctx)]);
+    // RFC 8461 §3.3: media type text/plain; no redirects are followed by senders.
+    return new Response(body, { headers: { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "max-age=300" } });
+  }
+
+  /** Thunderbird autoconfig: the domain of ?emailaddress=, else of the autoconfig.<domain> Host; ours only. */
+  private autoconfig(ctx: RequestContext): Response {
+    const email = ctx.url.searchParams.get("emailaddress");
+    let domain: string | null = null;
+    if (email) {
+      try {
+        domain = this.localDomain(parseAddress(email).domain);
+      } catch {
+        domain = null;
+      }
+    } else {
+      const host = this.hostName(ctx);
+      if (host.startsWith("autoconfig.")) domain = this.localDomain(host.slice("autoconfig.".length));
+    }
+    if (!domain) return notFound();
+    return new Response(autoconfigXml(domain, clientSettings(this.ctx.config, currentHostname(this.ctx))), { headers: { "Content-Type": "application/xml; charset=utf-8" } });
+  }
+
+  /** Outlook POX autodiscover: settings for an address of one of our domains. */
+  private async autodiscover(ctx: RequestContext): Promise<Response> {
+    let body: string;
+    try {
+      body = await readBody(ctx.req, MAX_AUTODISCOVER_BODY);
+    } catch {
+      return new Response("request too large\n", { status: 413 });
+    }
+    const email = autodiscoverRequestAddress(body);
+    let addr: string | null = null;
+    if (email) {
+      try {
+        const a = parseAddress(email);
+        if (this.localDomain(a.domain)) addr = formatAddress(a);
+      } catch {
+        addr = null;
+      }
+    }
+    if (!addr) return notFound();
+    return new Response(autodiscoverXml(addr, clientSettings(this.ctx.config, currentHostname(this.ctx))), { headers: { "Content-Type": "application/xml; charset=utf-8" } });
+  }
+
+  /** The account's Apple profile; a GET download started by the page (session cookie, no CSRF value needed to read). */
+  private mobileconfig(ctx: RequestContext): Response {
+    let s;
+    try {
+      s = this.ctx.sessions.authenticate(ctx, ACCOUNT_AREA, "none");
+    } catch (e) {
+      return apiErrorResponse(toApiError(e, ctx));
+    }
+    const a = this.ctx.store.getAccountById(s.accountId!);
+    if (!a) return notFound();
+    const file = a.name.replace(/[^A-Za-z0-9@._+-]/g, "_");
+    return new Response(mobileconfigXml(a.name, clientSettings(this.ctx.config, currentHostname(this.ctx))), {
+      headers: { "Content-Type": "application/x-apple-aspen-config", "Content-Disposition": `attachment; filename="${file}.mobileconfig"`, "Cache-Control": "no-store" },
+    });
+  }
+
+  /**
+   * The backup download: a consistent copy of the store (store.backup: msg/,
+   * queue/, index.db; never the keys) made next to the data, streamed as a
+   * tar, removed when the stream ends (also when the browser aborts).
+   */
+  private async backupDownload(ctx: RequestContext): Promise<Response> {
+    const dest = join(this.ctx.config.dataDir, `.backup-${crypto.randomUUID()}`);
+    try {
+      await this.ctx.store.backup(dest);
+    } catch (e) {
+      rmSync(dest, { recursive: true, force: true });
+      throw e;
+    }
+    const proc = Bun.spawn(["tar", "-C", dest, "-cf", "-", "."], { stdout: "pipe", stderr: "pipe" });
+    void proc.exited.then((code) => {
+      rmSync(dest, { recursive: true, force: true });
+      if (code !== 0) ctx.log.warn("backup: tar ended with an error (download aborted?)", { code });
+      else ctx.log.info("backup: downloaded");
+    });
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+    return new Response(proc.stdout, {
+      headers: { "Content-Type": "application/x-tar", "Content-Disposition": `attachment; filename="letterbox-backup-${stamp}.tar"`, "Cache-Control": "no-store" },
     });
   }
 
   /**
    * Form posts (no custom header possible): the CSRF value comes as a form
-   * field. Only logout for now; answers 303 to the area's page.
+   * field: logout (answers 303 to the area's page) and, for the admin, the
+   * backup download.
    */
   private async form(ctx: RequestContext, area: Area): Promise<Response> {
     try {
@@ -133,6 +281,7 @@ export class WebApp {
       if (ct !== "application/x-www-form-urlencoded") throw new ApiError("user:error", "form posts only", 415);
       const fields = new URLSearchParams(await readBody(ctx.req, 64 * 1024));
       const s = this.ctx.sessions.authenticate(ctx, area, fields.get(CSRF_FIELD));
+      if (area === ADMIN_AREA && ctx.params["action"] === "backup") return await this.backupDownload(ctx);
       if (ctx.params["action"] !== "logout") throw new ApiError("user:error", "unknown form action", 404);
       const cookie = this.ctx.sessions.logout(ctx, area, s);
       return new Response(null, { status: 303, headers: { Location: area.path, "Set-Cookie": cookie } });
@@ -209,29 +358,55 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
   const app = new WebApp(opts);
   const servers: { stop(force?: boolean): Promise<void> | void }[] = [];
   const addresses: WebListenerAddress[] = [];
+  const acme = opts.acme ?? null;
   try {
     for (const l of opts.config.listeners) {
       for (const kind of ["http", "https"] as const) {
         const svc = l[kind];
         if (!svc) continue;
-        if (kind === "https" && !opts.tls) {
+        if (kind === "https" && !opts.tls && !acme) {
           opts.log.warn("no TLS certificate: https listener not started", { listener: l.name });
           continue;
         }
         for (const ip of l.ips) {
           const https = kind === "https";
-          const server = Bun.serve({
-            hostname: ip,
-            port: svc.port,
-            ...(https && opts.tls ? { tls: { cert: opts.tls.certPem, key: opts.tls.keyPem } } : {}),
-            // Large enough for API bodies, small enough to bound memory (api.ts checks again).
-            maxRequestBodySize: 2 * 1024 * 1024,
-            fetch: (req, srv) => app.fetch(req, srv.requestIP(req)?.address ?? "", https),
-            error: (e) => {
-              opts.log.error("http server error", { err: e });
-              return new Response("500 internal error\n", { status: 500 });
-            },
-          });
+          const serve = (port: number, tls: { cert: string; key: string } | { serverName: string; cert: string; key: string }[] | null) =>
+            Bun.serve({
+              hostname: ip,
+              port,
+              // Both the old and the new listener of a certificate swap bind the port (acme-sni.ts).
+              reusePort: https && acme !== null,
+              ...(tls ? { tls } : {}),
+              // Large enough for API bodies, small enough to bound memory (api.ts checks again).
+              maxRequestBodySize: 2 * 1024 * 1024,
+              fetch: (req, srv) => app.fetch(req, srv.requestIP(req)?.address ?? "", https),
+              error: (e) => {
+                opts.log.error("http server error", { err: e });
+                return new Response("500 internal error\n", { status: 500 });
+              },
+            });
+          if (https && acme) {
+            // Certificates by SNI from the manager; names without one (and the
+            // time before the first certificate) get the static/self-signed one.
+            const tlsNow = () => {
+              const entries = bunServeTlsEntries(acme.manager, acme.hosts(), currentHostname(app.ctx));
+              if (opts.tls) {
+                const fallback = { serverName: "localhost", cert: opts.tls.certPem, key: opts.tls.keyPem };
+                return entries.length ? [...entries, fallback] : { cert: opts.tls.certPem, key: opts.tls.keyPem };
+              }
+              return entries.length ? entries : null;
+            };
+            if (tlsNow() === null) throw new Error(`listener ${l.name}: https needs a certificate: no ACME certificate yet and no fallback (tls) given`);
+            const hs = hotSwapOnCertificateChange<ReturnType<typeof Bun.serve>>(
+              acme.manager,
+              (prev) => serve(prev?.port ?? svc.port, tlsNow()),
+              opts.log,
+            );
+            servers.push({ stop: (force) => hs.close(force ?? true) });
+            addresses.push({ listener: l.name, kind, host: ip, port: hs.current().port ?? svc.port });
+            continue;
+          }
+          const server = serve(svc.port, https && opts.tls ? { cert: opts.tls.certPem, key: opts.tls.keyPem } : null);
           servers.push(server);
           addresses.push({ listener: l.name, kind, host: ip, port: server.port ?? svc.port });
         }

@@ -18,6 +18,10 @@
  *    in admin-api.ts).
  */
 import { normalizeDomain } from "../smtp/address.ts";
+import { caaRecordValue } from "../tls/acme.ts";
+import { loadOrCreateDkimKey } from "../tls/dkim-keys.ts";
+import { DEFAULT_DKIM } from "../config/types.ts";
+import { SETTING_MTA_STS_MODE, type MtaStsMode } from "./client-config.ts";
 import { SETTING_DOMAIN, SETTING_HOSTNAME, SETTING_SETUP_DONE } from "../store/web.ts";
 import type { ApiMethods } from "./api.ts";
 import { str } from "./api.ts";
@@ -104,9 +108,47 @@ export function setupState(c: WebContext): SetupState {
   return { done: c.web.getSetting(SETTING_SETUP_DONE) !== null, domain: currentDomain(c), hostname: currentHostname(c), accounts: c.store.listAccounts().length };
 }
 
-/** A stable MTA-STS policy id until the policy inputs change (RFC 8461 §3.1: 1-32 alphanumerics). */
-export function mtaStsId(domain: string, hostname: string): string {
-  return new Bun.CryptoHasher("sha256").update(`${domain}\n${hostname}`).digest("hex").slice(0, 16);
+/** A stable MTA-STS policy id until the policy inputs (domain, mx host, mode) change (RFC 8461 §3.1: 1-32 alphanumerics). */
+export function mtaStsId(domain: string, hostname: string, mode: MtaStsMode = "enforce"): string {
+  const input = mode === "enforce" ? `${domain}\n${hostname}` : `${domain}\n${hostname}\n${mode}`;
+  return new Bun.CryptoHasher("sha256").update(input).digest("hex").slice(0, 16);
+}
+
+/** The MTA-STS mode setting (default enforce). */
+export function mtaStsMode(c: WebContext): MtaStsMode {
+  const v = c.web.getSetting(SETTING_MTA_STS_MODE);
+  return v === "testing" || v === "none" ? v : "enforce";
+}
+
+/**
+ * The domain's DKIM public keys, one per configured selector: the same keys
+ * the queue signs with (made on first use by tls/dkim-keys.ts, so the
+ * record can be published before the first message is sent).
+ */
+function dkimKeys(c: WebContext, domain: string): { selector: string; algorithm: "rsa" | "ed25519"; publicKeyBase64: string }[] {
+  return (c.config.dkim ?? DEFAULT_DKIM).selectors.map((s) => {
+    const k = loadOrCreateDkimKey(c.config.dataDir, domain, s.selector, s.type);
+    return { selector: k.selector, algorithm: k.type === "ed25519" ? "ed25519" : "rsa", publicKeyBase64: k.publicKeyBase64 };
+  });
+}
+
+/**
+ * TLSA and CAA inputs: with ACME, the host keys' SPKI hashes (both key
+ * types, stable across renewals: keystore.ts) and a CAA value pinning our
+ * account and challenge method (RFC 8657); otherwise the static
+ * certificate's key.
+ */
+function certificateRecords(c: WebContext, hostname: string): { tlsa: string[]; caaValue?: string } {
+  if (!c.acme) return { tlsa: c.tlsSpkiSha256 ? [c.tlsSpkiSha256] : [] };
+  const tlsa = c.acme.keys.tlsaSuggestions(hostname).map((t) => t.value.split(" ")[3]!);
+  const account = c.acme.manager.accountUrl;
+  let caaValue: string | undefined;
+  try {
+    caaValue = account ? caaRecordValue(account, [c.acme.challenge], c.acme.caaIssuer) : undefined;
+  } catch {
+    caaValue = undefined;
+  }
+  return caaValue ? { tlsa, caaValue } : { tlsa };
 }
 
 /** The records for the current (or given) domain. */
@@ -115,12 +157,15 @@ export function recordsFor(c: WebContext, domainIn?: string): { domain: string; 
   if (!domain) throw new ApiError("user:error", "no domain configured yet");
   const hostname = currentHostname(c);
   const ipv4 = c.web.getSetting("public_ipv4");
+  const certs = certificateRecords(c, hostname);
   const records = computeRecords({
     domain,
     hostname,
     ipv4: ipv4 ? [ipv4] : [],
-    mtaStsId: mtaStsId(domain, hostname),
-    tlsaSpkiSha256: c.tlsSpkiSha256 ? [c.tlsSpkiSha256] : [],
+    mtaStsId: mtaStsId(domain, hostname, mtaStsMode(c)),
+    tlsaSpkiSha256: certs.tlsa,
+    dkim: dkimKeys(c, domain),
+    ...(certs.caaValue ? { caaValue: certs.caaValue } : c.acme ? { caaIssuer: c.acme.caaIssuer } : {}),
   });
   return { domain, records, zone: zoneText(records) };
 }

@@ -1,0 +1,80 @@
+# Letterbox A/B boot selection (U-Boot hush script; compiled to boot.scr with
+#   mkimage -A arm64 -T script -C none -n letterbox -d boot.cmd boot.scr).
+# firmware/README.md explains the scheme; test/system/sim-device.ts
+# bootScript() is this file line by line, and the power-cut tests run it.
+#
+#   BOOT_ORDER   slots to try, preferred first ("A B", "B A", "A")
+#   BOOT_x_LEFT  boot attempts left for slot x
+#
+# Take the first slot in BOOT_ORDER with tries left, decrement its counter,
+# save the environment, boot it. Userspace (letterbox update commit, after the
+# health check) gives a healthy slot its tries back; a trial slot gets one try.
+# Missing variables (a fresh card, or an environment that failed its CRC and
+# was replaced by U-Boot's default) mean: "A B", 3 tries each.
+
+test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
+test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
+test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
+test -n "${lb_console}" || setenv lb_console "console=tty1"
+
+setenv lb_slot
+for BOOT_SLOT in "${BOOT_ORDER}"; do
+  if test -z "${lb_slot}"; then
+    if test "x${BOOT_SLOT}" = "xA"; then
+      if test ${BOOT_A_LEFT} -gt 0; then
+        setexpr BOOT_A_LEFT ${BOOT_A_LEFT} - 1
+        setenv lb_slot A
+        setenv lb_bootpart 2
+        setenv lb_rootpart 5
+      fi
+    elif test "x${BOOT_SLOT}" = "xB"; then
+      if test ${BOOT_B_LEFT} -gt 0; then
+        setexpr BOOT_B_LEFT ${BOOT_B_LEFT} - 1
+        setenv lb_slot B
+        setenv lb_bootpart 3
+        setenv lb_rootpart 6
+      fi
+    fi
+  fi
+done
+
+if test -z "${lb_slot}"; then
+  echo "letterbox: no slot has tries left; starting over with A B"
+  setenv BOOT_ORDER "A B"
+  setenv BOOT_A_LEFT 3
+  setenv BOOT_B_LEFT 3
+  saveenv
+  reset
+fi
+
+# The decremented counter is on disk before the kernel starts: a kernel that
+# hangs or panics (panic=10), or a system the watchdog resets, has used its try.
+saveenv
+
+# devtype/devnum come from the distro boot scan that found this script
+# (mmc 0 on a Pi, virtio 0 under qemu -M virt).
+part uuid ${devtype} ${devnum}:${lb_rootpart} lb_rootuuid
+# The device tree that matches the slot's kernel comes from the slot itself
+# (fdtfile is set by U-Boot's board code, e.g. broadcom/bcm2711-rpi-4-b.dtb);
+# without one, the tree the Pi firmware handed over (fdt_addr), or under qemu
+# U-Boot's own control tree.
+if test -n "${fdtfile}" && load ${devtype} ${devnum}:${lb_bootpart} ${fdt_addr_r} dtbs/${fdtfile}; then
+  setenv lb_fdt ${fdt_addr_r}
+elif test -n "${fdt_addr}"; then
+  setenv lb_fdt ${fdt_addr}
+else
+  setenv lb_fdt ${fdtcontroladdr}
+fi
+setenv bootargs "${lb_console} root=PARTUUID=${lb_rootuuid} ro rootfstype=ext4 rootwait panic=10 letterbox.slot=${lb_slot}"
+echo "letterbox: booting slot ${lb_slot} (boot ${devtype} ${devnum}:${lb_bootpart}, root PARTUUID=${lb_rootuuid})"
+# Image is the uncompressed arm64 kernel (image build: zcat vmlinuz > Image),
+# so booti needs no kernel_comp_addr_r.
+if load ${devtype} ${devnum}:${lb_bootpart} ${kernel_addr_r} Image; then
+  if load ${devtype} ${devnum}:${lb_bootpart} ${ramdisk_addr_r} initrd.img; then
+    booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${lb_fdt}
+  fi
+fi
+# Only reached when the slot's kernel or initrd could not be loaded (a slot
+# being rewritten has no valid file system): its try is spent, start over.
+echo "letterbox: slot ${lb_slot} does not load; resetting"
+reset
