@@ -11,6 +11,10 @@
  *    the keys are made on first use in the key store, so a domain added while
  *    the server runs is signed too.
  */
+import { PolicyFinder } from "../src/mtasts/index.ts";
+import { MtastsStore } from "../src/store/mtasts.ts";
+import { TlsrptStore } from "../src/store/tlsrpt.ts";
+import { TlsReporter, type ReporterOptions } from "../src/tlsrpt/send.ts";
 import { readFileSync } from "node:fs";
 import type { Config } from "../src/config/types.ts";
 import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING } from "../src/config/types.ts";
@@ -63,7 +67,16 @@ export function makeTransport(config: Config, resolver: Resolver, log: Logger, s
     const auth = panel.username && panel.password !== null ? { username: panel.username, password: panel.password } : undefined;
     return new SmarthostTransport({ host: panel.host, port: panel.port, tls: panel.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost" }) });
   }
-  return new DirectTransport({ resolver, ehloHostname: config.hostname, log: log.child({ room: "delivery" }), port: delivery.mxPort });
+  // MTA-STS policies of recipient domains (RFC 8461), cached in the store, and
+  // TLS results of every attempt for the daily TLS reports (RFC 8460).
+  const mtasts = store ? new PolicyFinder({ resolver, cache: new MtastsStore(store.db), log: log.child({ room: "mtasts" }) }) : undefined;
+  const tlsResults = store ? new TlsrptStore(store.db) : undefined;
+  return new DirectTransport({ resolver, ehloHostname: config.hostname, log: log.child({ room: "delivery" }), port: delivery.mxPort, mtasts, tlsResults });
+}
+
+/** Daily TLS reports (RFC 8460) from the recorded results, sent through the queue. */
+export function makeTlsReporter(config: Config, store: Store, resolver: Resolver, queue: ReporterOptions["queue"], log: Logger): TlsReporter {
+  return new TlsReporter({ results: new TlsrptStore(store.db), resolver, queue, hostname: config.hostname, log: log.child({ room: "tlsrpt" }) });
 }
 
 export function makeDkimSigner(config: Config, store: Store): Signer {

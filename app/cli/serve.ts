@@ -60,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   const log = rootLog.child({ pid: process.pid });
   // Loaded only once the config is known good: a bad config starts nothing.
-  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming }] = await Promise.all([
+  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming, makeTlsReporter }] = await Promise.all([
     import("../src/store/index.ts"),
     import("../src/tls/index.ts"),
     import("./run-server.ts"),
@@ -111,7 +111,10 @@ export async function run(args: string[]): Promise<number> {
   await notifyReady(`serving ${config.hostname}`);
   const stopWatchdog = startWatchdog();
   process.once("SIGTERM", () => void notifyStopping());
+  const reporter = server.queue ? makeTlsReporter(config, store, makeResolver(config, log), server.queue, log) : null;
+  reporter?.start();
   await server.done;
+  reporter?.stop();
   stopWatchdog();
   return 0;
 }

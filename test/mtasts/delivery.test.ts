@@ -205,9 +205,17 @@ test("TLS-Required: No (RFC 8689 §4) delivers despite an enforced policy and a 
   const got = await inbox(mx.store, "bob@example.org");
   expect(got.length).toBe(1);
   expect(got[0]).toContain("TLS-Required: No");
+  const rows = s.tlsrpt.listResults().length;
+  // A TLS report (RFC 8460 §3): delivered despite TLS failures and not itself recorded.
+  await s.send("report", { headers: "TLS-Required: No\r\nTLS-Report-Domain: example.org\r\nTLS-Report-Submitter: mail.local.example\r\n" });
+  expect((await inbox(mx.store, "bob@example.org")).length).toBe(2);
+  expect(s.tlsrpt.listResults().length).toBe(rows);
+  const before = JSON.stringify(s.tlsrpt.listResults());
+  await s.send("report 2", { headers: "TLS-Required: No\r\nTLS-Report-Domain: example.org\r\n" });
+  expect(JSON.stringify(s.tlsrpt.listResults())).toBe(before);
   // The same without the header is held back.
   await s.send("strict");
-  expect((await inbox(mx.store, "bob@example.org")).length).toBe(1);
+  expect((await inbox(mx.store, "bob@example.org")).length).toBe(3);
   expect(s.queue.stats.deferred).toBe(1);
 });
 

@@ -32,7 +32,8 @@ export async function makeCa(dir: string, names: string[]): Promise<TestCa> {
   await run(["openssl", "req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30", "-subj", "/CN=Letterbox MTA-STS Test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], dir);
   const leaf: TestCa["leaf"] = {};
   for (const [i, name] of names.entries()) {
-    writeFileSync(join(dir, `l${i}.ext`), `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+    const san = /^[\d.]+$/.test(name) ? `IP:${name}` : `DNS:${name}`;
+    writeFileSync(join(dir, `l${i}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
     await run(["openssl", "req", ...ec, "-keyout", `l${i}.key`, "-out", `l${i}.csr`, "-subj", `/CN=${name}`], dir);
     await run(["openssl", "x509", "-req", "-in", `l${i}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", `l${i}.pem`, "-days", "30", "-extfile", `l${i}.ext`], dir);
     leaf[name] = { certPem: readFileSync(join(dir, `l${i}.pem`), "utf8"), keyPem: readFileSync(join(dir, `l${i}.key`), "utf8") };

@@ -21,6 +21,17 @@
  *    scripts, X-Frame-Options DENY, nosniff, Referrer-Policy), and each
  *    request is logged as one logfmt line.
  *
+ * 6. Besides the panel, the same listeners serve documents for other mail
+ *    software (client-config.ts): the MTA-STS policy at mta-sts.<domain>,
+ *    Thunderbird autoconfig, Outlook autodiscover, and the account's Apple
+ *    profile; ACME HTTP-01 challenges on port 80 (acme-wiring.ts wires the
+ *    certificate manager into serve: HTTPS by SNI with listener swaps,
+ *    SMTP/IMAP STARTTLS through a live certificate pair).
+ * 7. Admin operations (admin-ops-api.ts): queue, hold rules, suppression
+ *    lists, TLS/ACME status, MTA-STS mode, logs (log room ring buffer),
+ *    system, smarthost (smarthost.ts) and the backup download (a tar of
+ *    store.backup(), a CSRF-checked form post).
+ *
  * The setup wizard's DNS records (dns-records.ts) and connectivity checks
  * (checks.ts) are pure or injectable, so tests never reach the internet.
  */
