@@ -28,7 +28,9 @@ import type { Transport } from "../src/queue/types.ts";
 import type { Signer } from "../src/queue/queue.ts";
 import { dkimSign, type DkimSigner } from "../src/dkim/index.ts";
 import { loadOrCreateDkimKey } from "../src/tls/dkim-keys.ts";
-import { normalizeDomain } from "../src/smtp/address.ts";
+import { normalizeDomain, parseAddress } from "../src/smtp/address.ts";
+import { DmarcStore } from "../src/store/dmarc.ts";
+import { DmarcReporter, type DmarcReporterOptions } from "../src/dmarcrpt/send.ts";
 import { readSmarthost } from "../src/web/smarthost.ts";
 import { WebStore } from "../src/store/web.ts";
 
@@ -39,7 +41,7 @@ export function makeResolver(config: Config, log: Logger): Resolver {
 
 /** MX verdicts and per-account filing (smtpserver/incoming.ts). */
 export function makeIncoming(config: Config, store: Store, resolver: Resolver, log: Logger): IncomingChecks {
-  const inc = config.incoming ?? DEFAULT_INCOMING;
+  const inc: NonNullable<Config["incoming"]> = config.incoming ?? DEFAULT_INCOMING;
   const filter = new IncomingFilter({
     store,
     resolver,
@@ -47,7 +49,33 @@ export function makeIncoming(config: Config, store: Store, resolver: Resolver, l
     firstTimeDelayMs: inc.firstTimeDelaySeconds * 1000,
     log: log.child({ room: "reputation" }),
   });
-  return { dns: resolver, filter };
+  const address = inc.dmarcReportsAddress ?? null;
+  const dmarcReports = address ? { store: new DmarcStore(store.db), address, log: log.child({ room: "dmarcrpt" }) } : null;
+  return { dns: resolver, filter, dmarcReports };
+}
+
+/**
+ * The DMARC aggregate reporter (dmarcrpt/send.ts) when [incoming]
+ * dmarc_reports_address is set: reports go through `queue` from that
+ * address. Null when reporting is not configured. Call start() once the
+ * queue runs, stop() before it stops.
+ */
+export function makeDmarcReporter(config: Config, store: Store, resolver: Resolver, queue: DmarcReporterOptions["queue"], log: Logger): DmarcReporter | null {
+  const inc: NonNullable<Config["incoming"]> = config.incoming ?? DEFAULT_INCOMING;
+  if (!inc.dmarcReportsAddress) return null;
+  const from = parseAddress(inc.dmarcReportsAddress);
+  if (!store.resolveRecipient(from.localPart, from.domain)) {
+    log.warn("dmarc reports address is not a local address: bounces and incoming reports will not be read", { address: inc.dmarcReportsAddress });
+  }
+  return new DmarcReporter({
+    store: new DmarcStore(store.db),
+    resolver,
+    queue,
+    hostname: config.hostname,
+    from,
+    allowHourly: inc.dmarcReportsHourly ?? false,
+    log: log.child({ room: "dmarcrpt" }),
+  });
 }
 
 /**

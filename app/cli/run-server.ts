@@ -60,7 +60,7 @@ export async function startServer(opts: {
   for (const a of smtp.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
   let imap;
   try {
-    imap = await startImapServers({ config, store, tls, log: log.child({ room: "imapserver" }) });
+    imap = await startImapServers({ config, store, tls, log: log.child({ room: "imapserver" }), junk: opts.incoming?.filter?.junk ?? null });
   } catch (e) {
     await smtp.close();
     await queue?.stop();

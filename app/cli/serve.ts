@@ -60,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   const log = rootLog.child({ pid: process.pid });
   // Loaded only once the config is known good: a bad config starts nothing.
-  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming, makeTlsReporter }] = await Promise.all([
+  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming, makeTlsReporter, makeDmarcReporter }] = await Promise.all([
     import("../src/store/index.ts"),
     import("../src/tls/index.ts"),
     import("./run-server.ts"),
@@ -113,8 +113,12 @@ export async function run(args: string[]): Promise<number> {
   process.once("SIGTERM", () => void notifyStopping());
   const reporter = server.queue ? makeTlsReporter(config, store, makeResolver(config, log), server.queue, log) : null;
   reporter?.start();
+  // DMARC aggregate reports (RFC 7489 §7.2) when [incoming] dmarc_reports_address is set.
+  const dmarcReporter = server.queue ? makeDmarcReporter(config, store, makeResolver(config, log), server.queue, log) : null;
+  dmarcReporter?.start();
   await server.done;
   reporter?.stop();
+  void dmarcReporter?.stop();
   stopWatchdog();
   return 0;
 }

@@ -117,7 +117,7 @@ test("serve: MX delivers to a known account over STARTTLS", async () => {
   const msgs = splitMbox(await exportMbox(join(tmp.path, "data"), { account: ACCOUNT }));
   const m = msgs.find((x) => x.includes(token));
   expect(m).toBeDefined();
-  expect(m).toMatch(/Received: from .* by mail\.example\.test/s);
+  expect(m).toMatch(/Received: from .*\sby mail\.example\.test/s);
   // The configured first-time sender delay (1 s), not the default 15 s.
   expect(server.stdoutLines.join("\n")).toMatch(/msg="message delivered".*delayms=1000 /);
   expect(m).toMatch(/Authentication-Results: mail\.example\.test;[^]*spf=pass[^]*smtp\.mailfrom=(bob@)?elsewhere\.test/);

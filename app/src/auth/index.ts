@@ -8,6 +8,9 @@
  *    domain (or the HELO name for bounces)?
  * 3. DKIM (app/src/dkim/verify.ts, RFC 6376/8463): which domains signed the
  *    message, and do the signatures hold?
+ * 3b. ARC (app/src/arc, RFC 8617): is the chain of custody recorded by
+ *    forwarders intact (arc=none/pass/fail, with the oldest instance whose
+ *    message signature still holds)?
  * 4. DMARC (app/src/dmarc, RFC 7489): does SPF or DKIM pass for a domain
  *    aligned with the From: domain, and if not, what does its owner ask for?
  * 5. Authentication-Results (results.ts, RFC 8601) records all of it, with
@@ -24,6 +27,7 @@ import { verifyDkim, type DkimSignatureResult } from "../dkim/verify.ts";
 import { evaluateDmarc, fromDomainOf, type DmarcVerdict } from "../dmarc/evaluate.ts";
 import type { PublicSuffixList } from "../dmarc/psl.ts";
 import { verifyIprev, type IprevVerdict } from "./iprev.ts";
+import { verifyArc, type ArcVerdict } from "../arc/verify.ts";
 import { authenticationResultsHeader } from "./results.ts";
 
 export { verifyIprev, MAX_PTR_NAMES } from "./iprev.ts";
@@ -53,6 +57,8 @@ export interface AuthVerdicts {
   iprev: IprevVerdict;
   spf: SpfVerdict & { identity: SpfIdentity };
   dkim: DkimSignatureResult[];
+  /** RFC 8617 chain validation. */
+  arc: ArcVerdict;
   /** Null when the From domain could not be determined (see fromProblem). */
   dmarc: DmarcVerdict | null;
   fromProblem: string | null;
@@ -75,10 +81,11 @@ export interface AuthOptions {
  * a DMARC "fail" whose effective policy (after pct=) is "reject".
  */
 export async function authenticateMessage(dns: AuthDns, m: IncomingMessage, opts: AuthOptions = {}): Promise<AuthVerdicts> {
-  const [iprev, spf, dkim] = await Promise.all([
+  const [iprev, spf, dkim, arc] = await Promise.all([
     verifyIprev(dns, m.ip),
     verifySpf(dns, { ip: m.ip, mailFrom: m.mailFrom, helo: m.helo, receiver: m.hostname, now: m.now }),
     verifyDkim(dns, m.data, { now: m.now }),
+    verifyArc(dns, m.data),
   ]);
   const from = fromDomainOf(m.data);
   let dmarc: DmarcVerdict | null = null;
@@ -88,11 +95,12 @@ export async function authenticateMessage(dns: AuthDns, m: IncomingMessage, opts
     const spfInput = spf.identity === "mailfrom" ? { result: spf.result, domain: spf.domain } : null;
     dmarc = await evaluateDmarc(dns, { fromDomain: from.domain, spf: spfInput, dkim }, { psl: opts.psl, random: opts.random });
   } else fromProblem = from.problem;
-  const header = authenticationResultsHeader({ hostname: m.hostname, iprev, spf, helo: m.helo, dkim, dmarc });
+  const header = authenticationResultsHeader({ hostname: m.hostname, iprev, spf, helo: m.helo, dkim, arc, remoteIp: m.ip, dmarc });
   return {
     iprev,
     spf,
     dkim,
+    arc,
     dmarc,
     fromProblem,
     header,

@@ -23,8 +23,10 @@ export interface MxCheck {
  * naming DMARC). Other results (including temperror) never refuse: the
  * message is kept with its verdicts recorded.
  */
-export async function checkIncomingMx(dns: AuthDns, m: IncomingMessage, opts: AuthOptions = {}): Promise<MxCheck> {
+export async function checkIncomingMx(dns: AuthDns, m: IncomingMessage, opts: AuthOptions & { onVerdicts?: (v: AuthVerdicts) => void } = {}): Promise<MxCheck> {
   const verdicts = await authenticateMessage(dns, m, opts);
+  // Before a reject: refused messages are evaluations too (DMARC reports count them, RFC 7489 §7.2).
+  opts.onVerdicts?.(verdicts);
   if (verdicts.reject) {
     const d = verdicts.dmarc!;
     throw new SmtpError(true, 550, SE.POL_DELIVERY_UNAUTH, `DMARC policy of ${d.fromDomain} says reject: message not authenticated by aligned SPF or DKIM`, "DATA");

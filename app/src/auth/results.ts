@@ -17,6 +17,7 @@ import type { SpfVerdict } from "../spf/check.ts";
 import type { DkimSignatureResult } from "../dkim/verify.ts";
 import type { DmarcVerdict } from "../dmarc/evaluate.ts";
 import type { IprevVerdict } from "./iprev.ts";
+import type { ArcVerdict } from "../arc/verify.ts";
 
 /** RFC 2045 §5.1 token characters (no tspecials, no space or controls). */
 const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
@@ -43,10 +44,14 @@ export interface AuthResultsInput {
   /** The HELO name, shown with SPF's helo identity. */
   helo?: string;
   dkim?: readonly DkimSignatureResult[] | null;
+  /** RFC 8617 chain validation. */
+  arc?: ArcVerdict | null;
+  /** The SMTP client's IP, recorded with arc (RFC 8617 §10.2 smtp.remote-ip). */
+  remoteIp?: string;
   dmarc?: DmarcVerdict | null;
 }
 
-/** One resinfo per check (RFC 8601 §2.2), in the order iprev, spf, dkim, dmarc. */
+/** One resinfo per check (RFC 8601 §2.2), in the order iprev, spf, dkim, arc, dmarc. */
 export function resinfos(i: AuthResultsInput): string[] {
   const out: string[] = [];
   if (i.iprev) out.push(`iprev=${i.iprev.result}${comment([i.iprev.authentic && "dnssec", i.iprev.names[0] ?? null])} policy.iprev=${pvalue(i.iprev.ip)}`);
@@ -63,6 +68,13 @@ export function resinfos(i: AuthResultsInput): string[] {
       const notes = [what, d.authentic && "dnssec", d.testing && "testing", d.unsignedBodyOctets > 0 && `${d.unsignedBodyOctets} body octets unsigned (l=)`, d.problem];
       out.push(`dkim=${d.result}${comment(notes)}${props ? " " + props : ""}`);
     }
+  }
+  if (i.arc) {
+    // RFC 8617 §10.1 arc=none/pass/fail; §10.2 properties header.oldest-pass and smtp.remote-ip.
+    const a = i.arc;
+    const notes = [a.instances > 0 && `i=${a.instances}`, a.authentic && "dnssec", a.result === "fail" ? a.problem : null];
+    const props = [a.result === "pass" && a.oldestPass > 0 && `header.oldest-pass=${a.oldestPass}`, a.result !== "none" && i.remoteIp && `smtp.remote-ip=${pvalue(i.remoteIp)}`].filter(Boolean).join(" ");
+    out.push(`arc=${a.result}${comment(notes)}${props ? " " + props : ""}`);
   }
   if (i.dmarc) {
     const m = i.dmarc;

@@ -289,10 +289,20 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
 
-  const incoming = { ...DEFAULT_INCOMING, dnsblZones: [...DEFAULT_INCOMING.dnsblZones] };
+  const incoming: NonNullable<Config["incoming"]> = { ...DEFAULT_INCOMING, dnsblZones: [...DEFAULT_INCOMING.dnsblZones] };
   const incT = c.table("incoming", raw.incoming);
   if (incT) {
-    c.unknownKeys("incoming.", incT, ["first_time_delay_seconds", "dnsbl_zones"]);
+    c.unknownKeys("incoming.", incT, ["first_time_delay_seconds", "dnsbl_zones", "dmarc_reports_address", "dmarc_reports_hourly"]);
+    if (incT.dmarc_reports_address !== undefined) {
+      try {
+        if (typeof incT.dmarc_reports_address !== "string") throw new AddressError(`must be an email address, got ${describe(incT.dmarc_reports_address)}`);
+        incoming.dmarcReportsAddress = formatAddress(parseAddress(incT.dmarc_reports_address));
+      } catch (e) {
+        c.fail("incoming.dmarc_reports_address", (e as Error).message);
+      }
+    }
+    const hourly = c.bool("incoming.dmarc_reports_hourly", incT.dmarc_reports_hourly);
+    if (hourly !== undefined) incoming.dmarcReportsHourly = hourly;
     incoming.firstTimeDelaySeconds = c.int("incoming.first_time_delay_seconds", incT.first_time_delay_seconds, 0, 300) ?? incoming.firstTimeDelaySeconds;
     if (incT.dnsbl_zones !== undefined) {
       if (!Array.isArray(incT.dnsbl_zones)) c.fail("incoming.dnsbl_zones", `must be an array of DNS zones, got ${describe(incT.dnsbl_zones)}`);

@@ -78,7 +78,14 @@ export interface Config {
   dns?: { servers: { host: string; port: number }[] };
   delivery?: Delivery;
   /** MX checks: first-time sender delay and DNSBL zones for the filing decision. */
-  incoming?: { firstTimeDelaySeconds: number; dnsblZones: string[] };
+  incoming?: {
+    firstTimeDelaySeconds: number;
+    dnsblZones: string[];
+    /** DMARC aggregate reports (dmarcrpt/): we send them from this address and read the reports that arrive for it. Absent/null: no DMARC reporting. */
+    dmarcReportsAddress?: string | null;
+    /** Send reports more often than daily when a record's ri= asks (RFC 7489 §7.2). */
+    dmarcReportsHourly?: boolean;
+  };
   /** DKIM selectors used for every local domain (keys made on first use). */
   dkim?: { selectors: { selector: string; type: "ed25519" | "rsa-2048" }[] };
   /** ACME certificates (RFC 8555) instead of, or before, the [tls] files. Absent/null: no ACME. */

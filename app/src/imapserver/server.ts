@@ -8,6 +8,7 @@ import type { Store } from "../store/store.ts";
 import { ImapStore } from "../store/imap.ts";
 import { listen, type Listening, type TlsMaterial } from "./listener.ts";
 import { AUTOLOGOUT_SECONDS, Session, type ImapContext } from "./session.ts";
+import type { JunkFilter } from "../junk/filter.ts";
 
 export interface ImapListenerAddress {
   listener: string;
@@ -29,9 +30,18 @@ export interface ImapServers {
  * `addresses`). An imaps listener without TLS material is a configuration
  * error (throws); a failed bind closes those already bound and throws.
  * `authDelayBaseMs`: delay after a failed login (doubling per failure in a
- * session); default 1000, tests use a few ms.
+ * session); default 1000, tests use a few ms. `junk`: the accounts' junk
+ * filters, trained from the user's Junk moves and $Junk/$NotJunk STOREs
+ * (absent: no training).
  */
-export async function startImapServers(opts: { config: Config; store: Store; tls: TlsMaterial | null; log: Logger; authDelayBaseMs?: number }): Promise<ImapServers> {
+export async function startImapServers(opts: {
+  config: Config;
+  store: Store;
+  tls: TlsMaterial | null;
+  log: Logger;
+  authDelayBaseMs?: number;
+  junk?: JunkFilter | null;
+}): Promise<ImapServers> {
   const { config, store, tls, log } = opts;
   const sessions = new Set<Session>();
   const imap = new ImapStore(store);
@@ -52,6 +62,7 @@ export async function startImapServers(opts: { config: Config; store: Store; tls
           appendLimit: config.limits.maxMessageSize,
           authDelayBaseMs: opts.authDelayBaseMs ?? 1000,
           listener: l.name,
+          junk: opts.junk ?? null,
         };
         for (const ip of l.ips) {
           const lis = listen({

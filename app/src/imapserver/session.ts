@@ -42,6 +42,8 @@ import { search, searchNeeds, searchResponse, type SearchMessage } from "./searc
 import { formatThreads, sortMessages, threadOrderedSubject, threadReferences, type ThreadMessage } from "./thread.ts";
 import { binaryBytes, concat, cut, hasEmbeddedMessage, sectionBytes, sectionLabel, UnknownCteError } from "./fetch.ts";
 import type { Conn, ConnHandler } from "./listener.ts";
+import { keywordsForMove, trainingClass } from "../junk/training.ts";
+import type { JunkFilter } from "../junk/filter.ts";
 
 /** RFC 9051 §5.4: the autologout timer is at least 30 minutes. */
 export const AUTOLOGOUT_SECONDS = 30 * 60;
@@ -63,6 +65,12 @@ export interface ImapContext {
   /** Delay after a failed login, doubled per failure in the session. */
   authDelayBaseMs: number;
   listener: string;
+  /**
+   * The accounts' junk filters (reputation/decide.ts IncomingFilter.junk):
+   * trained from the user's moves into/out of Junk and $Junk/$NotJunk STOREs.
+   * Null: no training (a server without MX filtering).
+   */
+  junk?: JunkFilter | null;
 }
 
 type State = "notauth" | "auth" | "selected" | "logout";
@@ -1110,7 +1118,7 @@ export class Session implements ConnHandler {
     this.ok(tag, "EXPUNGE completed", this.condstore && r.modseq > 0n ? `HIGHESTMODSEQ ${r.modseq}` : null);
   }
 
-  private cmdStore(tag: string, uid: boolean, a: CommandArgsMap["STORE"]): void {
+  private async cmdStore(tag: string, uid: boolean, a: CommandArgsMap["STORE"]): Promise<void> {
     const sel = this.sel!;
     if (sel.readOnly) throw no("READ-ONLY", "mailbox is read-only");
     let parsed: { bits: number; keywords: string[] };
@@ -1122,6 +1130,7 @@ export class Session implements ConnHandler {
     if (a.unchangedSince !== null) this.condstore = true;
     const idx = this.resolve(a.set, uid);
     const uids = idx.map((i) => sel.msgs[i]!.uid);
+    const before = new Map(idx.map((i) => [sel.msgs[i]!.uid, sel.msgs[i]!.keywords]));
     const r = this.ctx.imap.storeFlags(this.account!.id, sel.mailbox.id, uids, a.mode, parsed.bits, parsed.keywords, a.unchangedSince);
     const changed = new Map(r.changed.map((m) => [m.uid, m]));
     for (const m of r.changed) {
@@ -1141,6 +1150,8 @@ export class Session implements ConnHandler {
       if (this.condstore) items.push(`MODSEQ (${m.modseq})`);
       this.send(`* ${i + 1} FETCH (${items.join(" ")})`);
     }
+    // Junk training (junk/training.ts): the user set or cleared $Junk/$NotJunk.
+    if (this.ctx.junk) await this.trainJunk(r.changed.filter((m) => trainingClass(m.keywords) !== trainingClass(before.get(m.uid) ?? [])));
     this.updates(uid);
     if (r.modified.length > 0) {
       const nums = uid ? r.modified : r.modified.map((u) => this.indexOfUid(sel, u) + 1).filter((n) => n > 0);
@@ -1162,17 +1173,60 @@ export class Session implements ConnHandler {
     const acc = this.account!.id;
     if (!move) {
       const r = await this.ctx.imap.copy(acc, sel.mailbox.id, uids, target.id);
+      await this.junkAfterCopy(sel.mailbox, target, r.to);
       this.updates(uid);
       // RFC 4315 §3: COPYUID uidvalidity source-uids dest-uids.
       return this.ok(tag, "COPY completed", `COPYUID ${r.uidValidity} ${r.from.join(",")} ${r.to.join(",")}`);
     }
     if (target.id === sel.mailbox.id) throw no("CANNOT", "source and target mailbox are the same");
     const r = this.ctx.imap.move(acc, sel.mailbox.id, uids, target.id);
+    await this.junkAfterCopy(sel.mailbox, target, r.to);
     // RFC 6851 §4.3: COPYUID in an untagged OK before the expunges.
     this.send(`* OK [COPYUID ${r.uidValidity} ${r.from.join(",")} ${r.to.join(",")}] moved`);
     this.dirty = true;
     this.updates(true);
     this.ok(tag, "MOVE completed");
+  }
+
+  /**
+   * Junk training after COPY/MOVE (junk/training.ts step 2): a move into
+   * \Junk sets $Junk on the copies, out of \Junk into the Inbox or into a
+   * folder of the user's own sets $NotJunk; then every copy is trained as its
+   * keywords now say. Training trouble is logged, never fails the command:
+   * the messages are already where the user put them.
+   */
+  private async junkAfterCopy(from: Mailbox, to: Mailbox, toUids: readonly number[]): Promise<void> {
+    const junk = this.ctx.junk;
+    if (!junk || toUids.length === 0) return;
+    const change = keywordsForMove(from.specialUse, to.specialUse);
+    if (change.add.length === 0 && change.remove.length === 0) return;
+    const acc = this.account!.id;
+    try {
+      // Keywords first (one MODSEQ each), so a later STORE, the web panel and other clients see the judgement.
+      if (change.remove.length) this.ctx.imap.storeFlags(acc, to.id, toUids, "remove", 0, change.remove, null);
+      this.ctx.imap.storeFlags(acc, to.id, toUids, "add", 0, change.add, null);
+      const want = new Set(toUids);
+      await this.trainJunk(this.ctx.imap.loadMessages(to.id).filter((m) => want.has(m.uid)));
+    } catch (e) {
+      this.log.warn("junk training after move failed", { err: e as Error });
+    }
+    this.dirty = true;
+  }
+
+  /** Train the account's filter on each message as its keywords say ($Junk: spam, $NotJunk: ham, neither: untrained). */
+  private async trainJunk(msgs: readonly MessageState[]): Promise<void> {
+    const junk = this.ctx.junk;
+    if (!junk || msgs.length === 0) return;
+    const acc = this.account!.id;
+    for (const m of msgs) {
+      try {
+        const data = await this.ctx.store.readMessage({ accountId: acc, id: m.id });
+        const t = junk.trainFromKeywords(acc, data, m.keywords);
+        if (t.previous !== t.now) this.log.debug("junk filter trained", { uid: m.uid, previous: t.previous ?? "none", now: t.now ?? "none" });
+      } catch (e) {
+        this.log.warn("junk training failed", { uid: m.uid, err: e as Error });
+      }
+    }
   }
 
   private async cmdReplace(tag: string, uid: boolean, a: CommandArgsMap["REPLACE"]): Promise<void> {

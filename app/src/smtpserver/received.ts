@@ -11,6 +11,18 @@
  * UTF8SMTPA, UTF8SMTPSA when the transaction used SMTPUTF8). "for" names the
  * recipient only when there is exactly one: listing several would disclose Bcc
  * recipients to each other (RFC 5321 §7.2).
+ *
+ * At the MX the "from" clause also tells what the verdict lookups rested on,
+ * as mox does ("their dnssec status is added to the Received message
+ * headers"): the iprev result with the DNSSEC status of its PTR/A lookups,
+ * then whether the SPF, DKIM and DMARC DNS answers were DNSSEC-validated
+ * (the AD bit from our validating resolver):
+ *
+ *   Received: from mail.example (mail.example [192.0.2.1])
+ *           (iprev: pass, dnssec: yes; spf dnssec: no; dkim dnssec: yes; dmarc dnssec: yes)
+ *           by mx.example.org with ESMTPS (TLS1.3 TLS_AES_128_GCM_SHA256) ...
+ *
+ * RFC 5321 §4.4 allows CFWS (so comments) after the From-domain clause.
  */
 
 export interface ReceivedInfo {
@@ -30,6 +42,29 @@ export interface ReceivedInfo {
   recipients: string[];
   /** Formatted date (RFC 5322 §3.3). */
   date: string;
+  /** MX only: the DNSSEC status of the verdict lookups (auth/). */
+  auth?: ReceivedAuthNotes | null;
+}
+
+/** What the Received header notes about the verdicts' DNS lookups. */
+export interface ReceivedAuthNotes {
+  iprev: { result: string; authentic: boolean };
+  /** Were the answers behind each verdict DNSSEC-validated? Null: no lookup was made (no DKIM signature, no From domain). */
+  spf: boolean | null;
+  dkim: boolean | null;
+  dmarc: boolean | null;
+}
+
+const yesNo = (b: boolean) => (b ? "yes" : "no");
+
+/** The comment after the "from" clause: "(iprev: pass, dnssec: yes; spf dnssec: no; ...)". */
+export function authComment(a: ReceivedAuthNotes): string {
+  const parts = [`iprev: ${clean(a.iprev.result)}, dnssec: ${yesNo(a.iprev.authentic)}`];
+  for (const k of ["spf", "dkim", "dmarc"] as const) {
+    const v = a[k];
+    if (v !== null) parts.push(`${k} dnssec: ${yesNo(v)}`);
+  }
+  return `(${parts.join("; ")})`;
 }
 
 /** RFC 3848 / RFC 6531 §3.7.3 "with" keyword for a session. */
@@ -60,6 +95,7 @@ export function formatReceived(i: ReceivedInfo): string {
   const parts: string[] = [
     `from ${clean(i.helo)}`,
     `(${i.rdns ? clean(i.rdns) : clean(i.ip)} [${clean(ipLit)}])`,
+    ...(i.auth ? [authComment(i.auth)] : []),
     `by ${clean(i.hostname)}`,
     `with ${withProtocol(i)}`,
   ];

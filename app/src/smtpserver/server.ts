@@ -31,7 +31,7 @@ import { startSasl, SaslError, advertisedMechanisms, decodeClientLine, encodeCha
 import { spkiSha256Hex } from "../tls/spki.ts";
 import type { Conn, ConnHandler } from "./listener.ts";
 import type { IpLimiter } from "./limits.ts";
-import { formatReceived } from "./received.ts";
+import { formatReceived, type ReceivedAuthNotes } from "./received.ts";
 import { checkSubmittedMessage } from "./submission.ts";
 import { resolveRecipient, deliverToAccounts, type ListenerKind } from "./deliver.ts";
 import type { SubmissionQueue } from "../queue/types.ts";
@@ -821,6 +821,7 @@ export class Session implements ConnHandler {
     try {
       let added = "";
       let incoming: { verdicts: IncomingVerdicts; quarantine: boolean } | null = null;
+      let receivedAuth: { rdns: string | null; auth: ReceivedAuthNotes } | null = null;
       if (this.isSubmission) {
         const chk = checkSubmittedMessage(data, { accountId: this.account!.id, store: this.ctx.store, hostname: this.ctx.config.hostname, now });
         added = chk.addHeaders;
@@ -829,6 +830,7 @@ export class Session implements ConnHandler {
         const v = await verdictsFor(this.ctx.incoming, { ip: this.ip, helo: this.helo ?? "", mailFrom: tx.from, data, hostname: this.ctx.config.hostname });
         added = v.headers;
         incoming = { verdicts: v.verdicts, quarantine: v.quarantine };
+        receivedAuth = { rdns: v.rdns, auth: v.receivedAuth };
       }
       const received = formatReceived({
         helo: this.helo ?? "unknown",
@@ -841,6 +843,8 @@ export class Session implements ConnHandler {
         id: msgId,
         recipients: tx.rcpts.map((r) => formatAddress(r.path)),
         date: formatDateRFC5322(now),
+        rdns: receivedAuth?.rdns ?? null,
+        auth: receivedAuth?.auth ?? null,
       });
       const message = concatBytes([utf8.encode(received + added), data]);
       const queue = this.isSubmission ? this.ctx.queue : null;
@@ -852,7 +856,7 @@ export class Session implements ConnHandler {
       const accountIds = new Set<number>();
       for (const r of tx.rcpts) for (const a of r.accountIds) accountIds.add(a);
       if (incoming && this.ctx.incoming) {
-        const r = await fileAndDeliver(this.ctx.incoming, this.ctx.store, message, accountIds, incoming.verdicts, incoming.quarantine, now);
+        const r = await fileAndDeliver(this.ctx.incoming, this.ctx.store, message, accountIds, incoming.verdicts, incoming.quarantine, now, tx.rcpts.map((r) => formatAddress(r.path)));
         this.ctx.limiter.messageAccepted(this.ip);
         this.log.info("message delivered", {
           id: msgId,

@@ -332,6 +332,41 @@ export const MIGRATIONS: readonly string[] = [
     UNIQUE (organization, report_id)
   );
   `,
+  // DMARC aggregate reports (dmarcrpt/; store/dmarc.ts): every DMARC
+  // evaluation at the MX until it is reported to the From domain's rua=
+  // (RFC 7489 §7.2), addresses we never send reports to, and the aggregate
+  // reports other receivers sent us.
+  `
+  CREATE TABLE dmarc_evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    evaluated_at INTEGER NOT NULL,    -- ms since epoch
+    policy_domain TEXT NOT NULL,      -- the From domain (RFC 7489 §7.2: the report is about it), ASCII lower-case
+    record_domain TEXT NOT NULL,      -- where the record was found (From or Organizational Domain)
+    source_ip TEXT NOT NULL,
+    evaluation TEXT NOT NULL          -- JSON: dmarcrpt/evaluation.ts Evaluation
+  );
+  CREATE INDEX dmarc_evaluations_domain ON dmarc_evaluations(policy_domain, evaluated_at);
+  CREATE TABLE dmarc_suppressions (
+    address TEXT PRIMARY KEY,         -- report destination (mailto: address), lower-case
+    reason TEXT NOT NULL,             -- "configured" or why (a bounce's diagnostic)
+    added_at INTEGER NOT NULL,
+    until_at INTEGER                  -- ms since epoch; NULL: until removed
+  ) WITHOUT ROWID;
+  CREATE TABLE dmarc_reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,     -- ms since epoch
+    from_address TEXT NOT NULL,       -- message From, '' when unknown
+    org_name TEXT NOT NULL,           -- report_metadata/org_name
+    report_id TEXT NOT NULL,          -- report_metadata/report_id
+    policy_domain TEXT NOT NULL,      -- policy_published/domain
+    begin_at INTEGER NOT NULL,        -- date_range, ms since epoch
+    end_at INTEGER NOT NULL,
+    messages INTEGER NOT NULL,        -- sum of row/count
+    failing INTEGER NOT NULL,         -- sum of row/count where DKIM and SPF (policy_evaluated) both failed
+    report TEXT NOT NULL,             -- JSON: dmarcrpt/report.ts Feedback
+    UNIQUE (org_name, report_id)
+  );
+  `,
 ];
 
 /** Open (creating if needed) the index with WAL, synchronous=FULL, foreign keys and a busy timeout. */

@@ -8,7 +8,9 @@
  *    moves forward, with the remote transport the config names: a
  *    DirectTransport whose Resolver asks the namespaced unbound (trustAD:
  *    the validating resolver is reached over a link the test owns), or a
- *    SmarthostTransport with AUTH and PKIX against the given root.
+ *    SmarthostTransport with AUTH and PKIX against the given root. The
+ *    direct transport's TLS results go to the store's TLS-RPT sums (the
+ *    daily reports are made from them) and to a list the test can read.
  * 2. Reads one JSON command per stdin line, `{ seq, op, ... }`, and answers
  *    one JSON line on stdout, `{ seq, ok: true, result }` or
  *    `{ seq, ok: false, error }`. Logs go to stderr.
@@ -22,6 +24,7 @@ import { Queue } from "../../../app/src/queue/index.ts";
 import { DirectTransport, SmarthostTransport, type TlsReportEvent } from "../../../app/src/queue/smtp.ts";
 import { Resolver } from "../../../app/src/dns/resolver.ts";
 import { parseAddress } from "../../../app/src/smtp/address.ts";
+import { TlsrptStore } from "../../../app/src/store/tlsrpt.ts";
 
 export type AgentTransport =
   | { kind: "direct"; port: number }
@@ -41,6 +44,7 @@ export type AgentCommand =
   | { op: "count" }
   | { op: "inbox" }
   | { op: "tls" }
+  | { op: "tlsrpt" }
   | { op: "stats" }
   | { op: "stop" };
 
@@ -60,11 +64,21 @@ const account = store.getAccount(SENDER)!;
 const clock = { now: Date.now() };
 const resolver = new Resolver({ servers: [config.resolver], trustAD: true, timeoutMs: 2000, attempts: 2, log });
 const tlsEvents: TlsReportEvent[] = [];
+const tlsrpt = new TlsrptStore(store.db);
 const timeouts = { connect: 5000, greeting: 10_000, tlsHandshake: 10_000 };
 const t = config.transport;
 const remote =
   t.kind === "direct"
-    ? new DirectTransport({ resolver, ehloHostname: "mail.local.test", log, port: t.port, timeouts, onTlsReport: (e) => tlsEvents.push(e) })
+    ? new DirectTransport({
+        resolver,
+        ehloHostname: "mail.local.test",
+        log,
+        port: t.port,
+        timeouts,
+        onTlsReport: (e) => tlsEvents.push(e),
+        tlsResults: tlsrpt,
+        now: () => new Date(clock.now),
+      })
     : new SmarthostTransport({
         host: t.host,
         port: t.port,
@@ -112,6 +126,8 @@ async function handle(c: AgentCommand): Promise<unknown> {
     }
     case "tls":
       return tlsEvents;
+    case "tlsrpt":
+      return tlsrpt.listResults();
     case "stats":
       return queue.stats;
     case "stop": {

@@ -14,6 +14,7 @@ import { test, expect, beforeAll, afterAll, afterEach } from "bun:test";
 import { startWorld, haveWorldTools, DOMAINS, SMARTHOST_USER, type World } from "./world.ts";
 import { startAgent, type Agent, type QueuedRecipientJson } from "./driver.ts";
 import type { TlsReportEvent } from "../../../app/src/queue/smtp.ts";
+import type { DayResults } from "../../../app/src/store/tlsrpt.ts";
 
 const missing = haveWorldTools();
 if (missing) console.warn(`skipping the outgoing proof: ${missing}`);
@@ -96,6 +97,9 @@ t("DANE: authentic TLSA 3 1 1 of Postfix's key: delivered over TLS verified by D
     expect(tls[0]!.results.host).toEqual({ successCount: 1, failureCount: 0, failureDetails: [] });
     // smtpclient's own account of the verification: the TLSA record matched.
     expect(a.stderr()).toMatch(/tls started.*verified=true.*dane=verified/);
+    // The day's TLS-RPT sums in the store: one successful session under the MX host's DANE policy (RFC 8460 §4.4 "tlsa").
+    const host = (await a.call<DayResults[]>({ op: "tlsrpt" })).find((r) => r.isHost && r.policyDomain === `mx.${DOMAINS.dane}`);
+    expect(host?.results.map((p) => [p.policy.policyType, p.summary])).toEqual([["tlsa", { totalSuccessfulSessionCount: 1, totalFailureSessionCount: 0 }]]);
   });
 }, 60_000);
 
@@ -103,6 +107,7 @@ t("DANE mismatch: TLSA of another key: not delivered, TLS report failure recorde
   const a = await agent("direct");
   const rcpt = `alice@${DOMAINS.badTlsa}`;
   const sub = await a.call<{ recipientIds: number[] }>({ op: "submit", to: [rcpt], subject: "dane mismatch" });
+  const logFrom = world!.postfix.log().length;
   await a.call({ op: "run" });
   await explain(a, async () => {
     const r = await a.call<QueuedRecipientJson | null>({ op: "recipient", id: sub.recipientIds[0]! });
@@ -119,9 +124,20 @@ t("DANE mismatch: TLSA of another key: not delivered, TLS report failure recorde
     expect(tls[0]!.results.host.failureDetails).toEqual([
       expect.objectContaining({ resultType: "validation-failure", failureReasonCode: "dane-no-match", receivingMxHostname: `mx.${DOMAINS.badTlsa}`, receivingIp: "10.77.2.2", sendingMtaIp: "10.77.2.1" }),
     ]);
-    // Postfix saw the handshake complete and the connection go away without a transaction.
-    await world!.postfix.waitForLog(/Anonymous TLS connection established from unknown\[10\.77\.2\.1\]/);
-    expect(world!.postfix.log()).not.toContain(`to=<${rcpt}>`);
+    // Recorded in the store's TLS-RPT sums, from which the daily report to the MX host's rua is made.
+    const host = (await a.call<DayResults[]>({ op: "tlsrpt" })).find((r) => r.isHost && r.policyDomain === `mx.${DOMAINS.badTlsa}`);
+    expect(host).toBeDefined();
+    expect(host!.recipientDomain).toBe(DOMAINS.badTlsa);
+    expect(host!.results.length).toBe(1);
+    expect(host!.results[0]!.policy.policyType).toBe("tlsa");
+    expect(host!.results[0]!.summary).toEqual({ totalSuccessfulSessionCount: 0, totalFailureSessionCount: 1 });
+    expect(host!.results[0]!.failureDetails).toEqual([expect.objectContaining({ resultType: "validation-failure", failureReasonCode: "dane-no-match", receivingIp: "10.77.2.2" })]);
+    // Postfix saw STARTTLS and then the connection go away, without a transaction.
+    for (let i = 0; i < 100 && !world!.postfix.log().slice(logFrom).includes("lost connection after STARTTLS"); i++) await Bun.sleep(50);
+    const session = world!.postfix.log().slice(logFrom);
+    expect(session).toContain("lost connection after STARTTLS from unknown[10.77.2.1]");
+    expect(session).not.toContain("client=unknown[10.77.2.1]");
+    expect(session).not.toContain(`to=<${rcpt}>`);
     // The queue tries again at the next attempt time, with the same outcome.
     await a.call({ op: "advance", ms: NEXT_ATTEMPT_MS });
     await a.call({ op: "run" });

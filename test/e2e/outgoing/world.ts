@@ -35,7 +35,7 @@
  * postfix, dovecot-core.
  */
 import { X509Certificate } from "node:crypto";
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { createNetns, makeZone, signZone, startAuthoritative, startUnbound, type DnsProcess, type Netns } from "../../dns/harness.ts";
@@ -143,7 +143,7 @@ export function spkiSha256(certPem: string): string {
 }
 
 /** Starts Dovecot with only its auth service, listening on a unix socket for Postfix. */
-async function startDovecotAuth(dir: string, wrap: string[]): Promise<{ socket: string; stop: () => Promise<void>; logFile: string }> {
+async function startDovecotAuth(dir: string, wrap: string[]): Promise<{ socket: string; stop: () => Promise<void>; kill9: () => void; logFile: string }> {
   const dovecot = requireBin("dovecot", "dovecot-core");
   mkdirSync(join(dir, "run"), { mode: 0o755 });
   mkdirSync(join(dir, "state"), { mode: 0o755 });
@@ -200,7 +200,10 @@ service anvil {
     }
     await Bun.sleep(50);
   }
-  return { socket, stop, logFile };
+  const kill9 = () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+  };
+  return { socket, stop, kill9, logFile };
 }
 
 const MASTER_CF_SERVICES = `pickup    unix  n       -       n       60      1       pickup
@@ -365,6 +368,27 @@ async function startMxPostfix(
   return { mx, stop };
 }
 
+/**
+ * Last-resort cleanup when the test process exits without stop() (a crash,
+ * an uncaught error): what would outlive it is stopped synchronously.
+ */
+const atExit = new Set<() => void>();
+let exitHookInstalled = false;
+function onExit(f: () => void): () => void {
+  atExit.add(f);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", () => {
+      for (const g of atExit) {
+        try {
+          g();
+        } catch {}
+      }
+    });
+  }
+  return () => atExit.delete(f);
+}
+
 /** Builds the world of the module comment. On failure, everything started so far is stopped. */
 export async function startWorld(): Promise<World> {
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -386,6 +410,10 @@ export async function startWorld(): Promise<World> {
     cleanups.push(() => mxNs.remove());
     const client = await createNetns("lbo-cli");
     cleanups.push(() => client.remove());
+    const ip = requireBin("ip", "iproute2");
+    cleanups.push(onExit(() => {
+      for (const ns of [client, mxNs, dnsNs]) Bun.spawnSync([ip, "netns", "delete", ns.name], { stdout: "ignore", stderr: "ignore" });
+    }));
     await link(client, dnsNs, "to-dns", "to-client", NET.clientToDns, NET.dns);
     await link(client, mxNs, "to-mx", "to-client", NET.clientToMx, NET.mx);
 
@@ -437,6 +465,15 @@ export async function startWorld(): Promise<World> {
       wrap: dnsNs.wrap,
     });
     cleanups.push(() => unbound.stop());
+    // The harness has no exit hook of its own: its servers write pid files, which are enough at exit.
+    cleanups.push(onExit(() => {
+      for (const [d, f] of [[nsd.dir, "nsd.pid"], [unbound.dir, "unbound.pid"]] as const) {
+        try {
+          process.kill(Number(readFileSync(join(d, f), "utf8").trim()), "SIGKILL");
+        } catch {}
+        rmSync(d, { recursive: true, force: true });
+      }
+    }));
 
     // Dovecot auth and Postfix (step 5).
     const dovecotDir = join(tmp.path, "dovecot");
@@ -447,6 +484,10 @@ export async function startWorld(): Promise<World> {
     mkdirSync(postfixDir, { mode: 0o755 });
     const pf = await startMxPostfix(postfixDir, mxNs.wrap, cert, dovecot.socket);
     cleanups.push(pf.stop);
+    cleanups.push(onExit(() => {
+      Bun.spawnSync([...mxNs.wrap, requireBin("postfix", "postfix"), "-c", pf.mx.configDir, "abort"], { stdout: "ignore", stderr: "ignore" });
+      dovecot.kill9();
+    }));
 
     const logs = async () =>
       [
