@@ -16,7 +16,7 @@ import { MtastsStore } from "../src/store/mtasts.ts";
 import { TlsrptStore } from "../src/store/tlsrpt.ts";
 import { TlsReporter, type ReporterOptions } from "../src/tlsrpt/send.ts";
 import { readFileSync } from "node:fs";
-import type { Config } from "../src/config/types.ts";
+import type { Config, Smarthost } from "../src/config/types.ts";
 import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING } from "../src/config/types.ts";
 import { IncomingFilter } from "../src/reputation/decide.ts";
 import type { IncomingChecks } from "../src/smtpserver/incoming.ts";
@@ -24,6 +24,7 @@ import type { Logger } from "../src/log/index.ts";
 import type { Store } from "../src/store/index.ts";
 import { Resolver } from "../src/dns/index.ts";
 import { DirectTransport, SmarthostTransport } from "../src/queue/smtp.ts";
+import { RoutingTransport } from "../src/queue/routes.ts";
 import type { Transport } from "../src/queue/types.ts";
 import type { Signer } from "../src/queue/queue.ts";
 import { dkimSign, type DkimSigner } from "../src/dkim/index.ts";
@@ -85,21 +86,41 @@ export function makeDmarcReporter(config: Config, store: Store, resolver: Resolv
  */
 export function makeTransport(config: Config, resolver: Resolver, log: Logger, store?: Store): Transport {
   const delivery = config.delivery ?? DEFAULT_DELIVERY;
-  const sh = delivery.smarthost;
-  if (sh) {
+  const viaSmarthost = (sh: Smarthost, name: string): Transport => {
     const auth = sh.username && sh.passwordFile ? { username: sh.username, password: readFileSync(sh.passwordFile, "utf8").trim() } : undefined;
-    return new SmarthostTransport({ host: sh.host, port: sh.port, tls: sh.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost" }) });
-  }
-  const panel = store ? readSmarthost(config.dataDir, new WebStore(store.db)) : null;
-  if (panel) {
-    const auth = panel.username && panel.password !== null ? { username: panel.username, password: panel.password } : undefined;
-    return new SmarthostTransport({ host: panel.host, port: panel.port, tls: panel.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost" }) });
-  }
+    return new SmarthostTransport({ host: sh.host, port: sh.port, tls: sh.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost", smarthost: name }) });
+  };
   // MTA-STS policies of recipient domains (RFC 8461), cached in the store, and
   // TLS results of every attempt for the daily TLS reports (RFC 8460).
   const mtasts = store ? new PolicyFinder({ resolver, cache: new MtastsStore(store.db), log: log.child({ room: "mtasts" }) }) : undefined;
   const tlsResults = store ? new TlsrptStore(store.db) : undefined;
-  return new DirectTransport({ resolver, ehloHostname: config.hostname, log: log.child({ room: "delivery" }), port: delivery.mxPort, mtasts, tlsResults });
+  const direct = new DirectTransport({ resolver, ehloHostname: config.hostname, log: log.child({ room: "delivery" }), port: delivery.mxPort, mtasts, tlsResults });
+
+  // Everything not routed: the config's smarthost, else the panel's, else direct.
+  let fallback: Transport = direct;
+  const panel = store ? readSmarthost(config.dataDir, new WebStore(store.db)) : null;
+  if (delivery.smarthost) fallback = viaSmarthost(delivery.smarthost, "default");
+  else if (panel) {
+    const auth = panel.username && panel.password !== null ? { username: panel.username, password: panel.password } : undefined;
+    fallback = new SmarthostTransport({ host: panel.host, port: panel.port, tls: panel.tls, auth, resolver, ehloHostname: config.hostname, log: log.child({ room: "smarthost" }) });
+  }
+  if (delivery.routes.length === 0) return fallback;
+
+  const named = new Map<string, Transport>([["direct", direct]]);
+  for (const [name, sh] of Object.entries(delivery.smarthosts)) named.set(name, viaSmarthost(sh, name));
+  const routes = delivery.routes.flatMap((r) => {
+    let accountId: number | undefined;
+    if (r.account !== undefined) {
+      const acc = store?.getAccount(r.account);
+      if (!acc) {
+        log.warn("delivery route names an unknown account; route ignored", { account: r.account });
+        return [];
+      }
+      accountId = acc.id;
+    }
+    return [{ match: { accountId, fromDomain: r.fromDomain, toDomain: r.toDomain }, transport: named.get(r.via)! }];
+  });
+  return new RoutingTransport(routes, fallback);
 }
 
 /** Daily TLS reports (RFC 8460) from the recorded results, sent through the queue. */

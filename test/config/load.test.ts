@@ -76,6 +76,8 @@ test.each([
   ["dkim key type", GOOD + '\n[dkim]\nselectors = [{ selector = "a", type = "dsa" }]\n', "dkim.selectors[0].type", /ed25519/],
   ["first-time delay out of range", GOOD + "\n[incoming]\nfirst_time_delay_seconds = 9999\n", "incoming.first_time_delay_seconds", /between 0 and 300/],
   ["dnsbl zone", GOOD + '\n[incoming]\ndnsbl_zones = ["bad zone!"]\n', "incoming.dnsbl_zones[0]", /invalid domain/],
+  ["route to an unknown smarthost", GOOD + '\n[[delivery.routes]]\nto_domain = "gmail.com"\nvia = "nowhere"\n', "delivery.routes[0].via", /no \[delivery.smarthosts.nowhere\]/],
+  ["route matching everything", GOOD + '\n[[delivery.routes]]\nvia = "direct"\n', "delivery.routes[0]", /at least one of/],
   ["implicit TLS without [tls]", GOOD.replace(/\[tls\][^[]*/, ""), "listeners.public.submissions", /needs TLS/],
 ])("%s is refused with file, key and reason", async (_name, text, key, reason) => {
   const ps = await problems(text);
@@ -111,9 +113,36 @@ dnsbl_zones = ["bl.example.org"]
   );
   const c = await loadConfig(f);
   expect(c.dns).toEqual({ servers: [{ host: "127.0.0.1", port: 5353 }, { host: "::1", port: 53 }] });
-  expect(c.delivery).toEqual({ mxPort: 2525, smarthost: { host: "smtp.example.net", port: 465, tls: "immediate", username: null, passwordFile: null } });
+  expect(c.delivery).toEqual({ mxPort: 2525, smarthost: { host: "smtp.example.net", port: 465, tls: "immediate", username: null, passwordFile: null }, smarthosts: {}, routes: [] });
   expect(c.dkim).toEqual({ selectors: [{ selector: "sel1", type: "ed25519" }] });
   expect(c.incoming).toEqual({ firstTimeDelaySeconds: 0, dnsblZones: ["bl.example.org"] });
+});
+
+test("named smarthosts and routes per account, sender domain, recipient domain", async () => {
+  const f = join(dir, "routes.toml");
+  writeFileSync(
+    f,
+    GOOD +
+      `
+[delivery.smarthosts.provider]
+host = "smtp.provider.example"
+
+[[delivery.routes]]
+account = "Me@Example.org"
+via = "provider"
+
+[[delivery.routes]]
+from_domain = "shop.example"
+to_domain = "gmail.com"
+via = "direct"
+`,
+  );
+  const c = await loadConfig(f);
+  expect(c.delivery!.smarthosts).toEqual({ provider: { host: "smtp.provider.example", port: 587, tls: "starttls", username: null, passwordFile: null } });
+  expect(c.delivery!.routes).toEqual([
+    { account: "me@example.org", via: "provider" },
+    { fromDomain: "shop.example", toDomain: "gmail.com", via: "direct" },
+  ]);
 });
 
 test("a TOML syntax error names line and column", async () => {

@@ -17,8 +17,8 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { isIP } from "node:net";
 import { parse as parseToml } from "smol-toml";
 import { isLevel } from "../log/index.ts";
-import { normalizeDomain, parseAddress, formatAddress, AddressError } from "../smtp/address.ts";
-import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeConfig, type Config, type Delivery, type Limits, type Listener } from "./types.ts";
+import { normalizeDomain, parseAddress, formatAddress, addressKey, AddressError } from "../smtp/address.ts";
+import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeConfig, type Config, type Delivery, type Limits, type Listener, type Route, type Smarthost } from "./types.ts";
 
 export interface ConfigProblem {
   file: string;
@@ -115,6 +115,32 @@ function describe(v: unknown): string {
 /** Resolve a path from the config relative to the config file's folder. */
 function resolvePath(file: string, p: string): string {
   return isAbsolute(p) ? p : resolve(dirname(file), p);
+}
+
+/** A smarthost table ([delivery.smarthost] or [delivery.smarthosts.NAME]); null when absent or invalid. */
+function parseSmarthost(c: Checker, file: string, key: string, v: unknown): Smarthost | null {
+  const sh = c.table(key, v);
+  if (!sh) return null;
+  c.unknownKeys(key + ".", sh, ["host", "port", "tls", "username", "password_file"]);
+  const host = c.str(`${key}.host`, sh.host);
+  if (sh.host === undefined) c.fail(`${key}.host`, "required: the submission server to relay through");
+  const tlsMode = c.str(`${key}.tls`, sh.tls) ?? "starttls";
+  if (tlsMode !== "starttls" && tlsMode !== "immediate") c.fail(`${key}.tls`, `must be "starttls" (port 587) or "immediate" (port 465), got ${JSON.stringify(tlsMode)}`);
+  const port = c.int(`${key}.port`, sh.port, 1, 65535) ?? (tlsMode === "immediate" ? 465 : 587);
+  const username = c.str(`${key}.username`, sh.username) ?? null;
+  let passwordFile = c.str(`${key}.password_file`, sh.password_file) ?? null;
+  if (passwordFile !== null) {
+    passwordFile = resolvePath(file, passwordFile);
+    if (!existsSync(passwordFile)) c.fail(`${key}.password_file`, `file ${passwordFile} does not exist`);
+  }
+  if ((username === null) !== (passwordFile === null)) c.fail(key, "username and password_file go together");
+  if (host === undefined) return null;
+  try {
+    return { host: normalizeDomain(host), port, tls: tlsMode === "immediate" ? "immediate" : "starttls", username, passwordFile };
+  } catch (e) {
+    c.fail(`${key}.host`, (e as AddressError).message);
+    return null;
+  }
 }
 
 /**
@@ -259,33 +285,53 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
 
-  const delivery: Delivery = { ...DEFAULT_DELIVERY };
+  const delivery: Delivery = { ...DEFAULT_DELIVERY, smarthosts: {}, routes: [] };
   const delT = c.table("delivery", raw.delivery);
   if (delT) {
-    c.unknownKeys("delivery.", delT, ["mx_port", "smarthost"]);
+    c.unknownKeys("delivery.", delT, ["mx_port", "smarthost", "smarthosts", "routes"]);
     delivery.mxPort = c.int("delivery.mx_port", delT.mx_port, 1, 65535) ?? 25;
-    const sh = c.table("delivery.smarthost", delT.smarthost);
-    if (sh) {
-      c.unknownKeys("delivery.smarthost.", sh, ["host", "port", "tls", "username", "password_file"]);
-      const host = c.str("delivery.smarthost.host", sh.host);
-      if (sh.host === undefined) c.fail("delivery.smarthost.host", "required: the submission server to relay through");
-      const tlsMode = c.str("delivery.smarthost.tls", sh.tls) ?? "starttls";
-      if (tlsMode !== "starttls" && tlsMode !== "immediate") c.fail("delivery.smarthost.tls", `must be "starttls" (port 587) or "immediate" (port 465), got ${JSON.stringify(tlsMode)}`);
-      const port = c.int("delivery.smarthost.port", sh.port, 1, 65535) ?? (tlsMode === "immediate" ? 465 : 587);
-      const username = c.str("delivery.smarthost.username", sh.username) ?? null;
-      let passwordFile = c.str("delivery.smarthost.password_file", sh.password_file) ?? null;
-      if (passwordFile !== null) {
-        passwordFile = resolvePath(file, passwordFile);
-        if (!existsSync(passwordFile)) c.fail("delivery.smarthost.password_file", `file ${passwordFile} does not exist`);
+    delivery.smarthost = parseSmarthost(c, file, "delivery.smarthost", delT.smarthost);
+    const named = c.table("delivery.smarthosts", delT.smarthosts);
+    if (named) {
+      for (const [name, v] of Object.entries(named)) {
+        if (name === "direct") c.fail(`delivery.smarthosts.${name}`, `"direct" is reserved for delivery to the MX hosts`);
+        const sh = parseSmarthost(c, file, `delivery.smarthosts.${name}`, v);
+        if (sh) delivery.smarthosts[name] = sh;
       }
-      if ((username === null) !== (passwordFile === null)) c.fail("delivery.smarthost", "username and password_file go together");
-      if (host !== undefined) {
-        try {
-          delivery.smarthost = { host: normalizeDomain(host), port, tls: tlsMode === "immediate" ? "immediate" : "starttls", username, passwordFile };
-        } catch (e) {
-          c.fail("delivery.smarthost.host", (e as AddressError).message);
-        }
-      }
+    }
+    if (delT.routes !== undefined) {
+      if (!Array.isArray(delT.routes)) c.fail("delivery.routes", "must be an array of tables: [[delivery.routes]]");
+      else
+        delT.routes.forEach((v, i) => {
+          const key = `delivery.routes[${i}]`;
+          const t = c.table(key, v);
+          if (!t) return;
+          c.unknownKeys(key + ".", t, ["account", "from_domain", "to_domain", "via"]);
+          const route: Route = { via: "" };
+          const account = c.str(`${key}.account`, t.account);
+          if (account !== undefined) {
+            try {
+              route.account = addressKey(parseAddress(account));
+            } catch (e) {
+              c.fail(`${key}.account`, (e as Error).message);
+            }
+          }
+          for (const [k, field] of [["from_domain", "fromDomain"], ["to_domain", "toDomain"]] as const) {
+            const d = c.str(`${key}.${k}`, t[k]);
+            if (d === undefined) continue;
+            try {
+              route[field] = normalizeDomain(d);
+            } catch (e) {
+              c.fail(`${key}.${k}`, (e as Error).message);
+            }
+          }
+          const via = c.str(`${key}.via`, t.via);
+          if (via === undefined) c.fail(`${key}.via`, `required: "direct" or the name of a [delivery.smarthosts.NAME] table`);
+          else if (via !== "direct" && !(named && via in named)) c.fail(`${key}.via`, `no [delivery.smarthosts.${via}] table`);
+          else route.via = via;
+          if (!route.account && !route.fromDomain && !route.toDomain) c.fail(key, "needs at least one of account, from_domain, to_domain");
+          delivery.routes.push(route);
+        });
     }
   }
 

@@ -40,20 +40,38 @@ export interface Limits {
   exemptLoopback: boolean;
 }
 
+/** A submission server to relay through (when the provider blocks port 25, or by choice). */
+export interface Smarthost {
+  host: string;
+  port: number;
+  /** "starttls" on 587, "immediate" (implicit TLS, RFC 8314) on 465. */
+  tls: "starttls" | "immediate";
+  username: string | null;
+  /** Read at start; the file keeps the secret out of the config. */
+  passwordFile: string | null;
+}
+
+/** Send matching messages via a named smarthost or "direct"; all given fields must match. */
+export interface Route {
+  /** Submitting account (addressKey form). */
+  account?: string;
+  /** Sender (MAIL FROM) domain, ASCII. */
+  fromDomain?: string;
+  /** Recipient domain, ASCII. */
+  toDomain?: string;
+  via: string;
+}
+
 /** How outgoing mail leaves (the queue's transport). */
 export interface Delivery {
   /** Port of remote MX hosts: 25 (RFC 5321); other values only for tests. */
   mxPort: number;
-  /** Relay everything through this submission server (when port 25 is blocked). */
-  smarthost: {
-    host: string;
-    port: number;
-    /** "starttls" on 587, "immediate" (implicit TLS, RFC 8314) on 465. */
-    tls: "starttls" | "immediate";
-    username: string | null;
-    /** Read at start; the file keeps the secret out of the config. */
-    passwordFile: string | null;
-  } | null;
+  /** Relay everything not routed otherwise through this server. */
+  smarthost: Smarthost | null;
+  /** Named smarthosts for routes. */
+  smarthosts: Record<string, Smarthost>;
+  /** First matching route decides; none: `smarthost`, else direct. */
+  routes: Route[];
 }
 
 export interface Config {
@@ -114,7 +132,7 @@ export interface AcmeConfig {
 export const DEFAULT_DNS = { servers: [{ host: "127.0.0.1", port: 53 }] };
 /** mox waits 15 s before answering a first-time sender; no DNSBL unless configured. */
 export const DEFAULT_INCOMING = { firstTimeDelaySeconds: 15, dnsblZones: [] as string[] };
-export const DEFAULT_DELIVERY: Delivery = { mxPort: 25, smarthost: null };
+export const DEFAULT_DELIVERY: Delivery = { mxPort: 25, smarthost: null, smarthosts: {}, routes: [] };
 /** RFC 8463 §4: sign with Ed25519 and RSA while Ed25519 support spreads. */
 export const DEFAULT_DKIM = {
   selectors: [
