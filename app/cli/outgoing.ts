@@ -52,7 +52,9 @@ export function makeIncoming(config: Config, store: Store, resolver: Resolver, l
   });
   const address = inc.dmarcReportsAddress ?? null;
   const dmarcReports = address ? { store: new DmarcStore(store.db), address, log: log.child({ room: "dmarcrpt" }) } : null;
-  return { dns: resolver, filter, dmarcReports };
+  // RFC 8460 reports for our MX hosts and domains, sent to tls-reports@<domain> as the panel's TLSRPT record says.
+  const tlsReports = { sink: new TlsrptStore(store.db), localPart: "tls-reports", log: log.child({ room: "tlsrpt" }) };
+  return { dns: resolver, filter, dmarcReports, tlsReports };
 }
 
 /**

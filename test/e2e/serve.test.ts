@@ -23,6 +23,7 @@ import { randomFreePort } from "../helpers/ports.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
 import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
+import { SmtpClient } from "../helpers/smtp-client.ts";
 
 let tmp: TmpDir;
 let server: SpawnedServer;
@@ -58,6 +59,9 @@ beforeAll(async () => {
   const data = join(tmp.path, "data");
   const add = await letterbox(["account", "add", ACCOUNT, "--password", PASSWORD, "--dir", data]);
   expect(add.code).toBe(0);
+  // Where the panel's TLSRPT record sends other servers' TLS reports.
+  const alias = await letterbox(["alias", "add", "tls-reports@example.test", ACCOUNT, "--post-public", "--dir", data]);
+  expect(alias.code).toBe(0);
   const tls = await loadOrCreateSelfSigned(join(tmp.path, "tls"), ["mail.example.test"]);
   ports.smtp = await randomFreePort();
   ports.submission = await randomFreePort();
@@ -154,6 +158,45 @@ test("serve: submission over implicit TLS with AUTH, wrong password refused", as
   expect(bad.code).toBe(28); // swaks: AUTH failed
   // Passwords never reach the log.
   expect(server.stdoutLines.join("\n")).not.toContain(PASSWORD);
+});
+
+test("serve: a TLS report (RFC 8460) mailed to tls-reports@ is delivered and stored", async () => {
+  const report = {
+    "organization-name": "Sender Org",
+    "date-range": { "start-datetime": "2026-11-24T00:00:00Z", "end-datetime": "2026-11-24T23:59:59Z" },
+    "contact-info": "tlsrpt@elsewhere.test",
+    "report-id": `r-${crypto.randomUUID()}`,
+    policies: [
+      {
+        policy: { "policy-type": "no-policy-found", "policy-domain": "example.test" },
+        summary: { "total-successful-session-count": 12, "total-failure-session-count": 1 },
+        "failure-details": [{ "result-type": "starttls-not-supported", "sending-mta-ip": "192.0.2.7", "receiving-mx-hostname": "mail.example.test", "failed-session-count": 1 }],
+      },
+    ],
+  };
+  const gz = Buffer.from(Bun.gzipSync(new TextEncoder().encode(JSON.stringify(report)))).toString("base64").replace(/.{76}/g, "$&\r\n");
+  const msg =
+    `From: <tlsrpt@elsewhere.test>\r\nTo: <tls-reports@example.test>\r\nSubject: Report Domain: example.test Submitter: elsewhere.test Report-ID: <${report["report-id"]}>\r\n` +
+    `TLS-Report-Domain: example.test\r\nTLS-Report-Submitter: elsewhere.test\r\nMIME-Version: 1.0\r\nMessage-ID: <${report["report-id"]}@elsewhere.test>\r\nDate: Tue, 24 Nov 2026 23:59:59 +0000\r\n` +
+    `Content-Type: multipart/report; report-type="tlsrpt"; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nA TLS report.\r\n` +
+    `--b1\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename="elsewhere.test!example.test!1.json.gz"\r\n\r\n${gz}\r\n--b1--\r\n`;
+  const c = await SmtpClient.connect(ports.smtp);
+  try {
+    await c.ehlo("mx.elsewhere.test");
+    const r = await c.send("tlsrpt@elsewhere.test", ["tls-reports@example.test"], msg);
+    expect(r.code).toBe(250);
+  } finally {
+    await c.quit();
+  }
+  expect(server.stdoutLines.join("\n")).toMatch(/msg="tls report message read".* stored=1 /);
+  const { Database } = await import("bun:sqlite");
+  const db = new Database(join(tmp.path, "data", "index.db"), { readonly: true });
+  try {
+    const row = db.query("SELECT COUNT(*) AS n FROM tlsrpt_reports").get() as { n: number };
+    expect(row.n).toBe(1);
+  } finally {
+    db.close();
+  }
 });
 
 test("serve: tells systemd it is ready and feeds the watchdog", async () => {

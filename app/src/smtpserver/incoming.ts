@@ -27,6 +27,7 @@ import type { Logger } from "../log/index.ts";
 import type { DmarcStore } from "../store/dmarc.ts";
 import { evaluationOf } from "../dmarcrpt/evaluation.ts";
 import { ingestReportMessage } from "../dmarcrpt/ingest.ts";
+import { storeIncomingReports, type ReportSink as TlsReportSink } from "../tlsrpt/incoming.ts";
 import type { ReceivedAuthNotes } from "./received.ts";
 
 /** DMARC aggregate reporting at the MX (dmarcrpt/). */
@@ -44,6 +45,11 @@ export interface IncomingChecks {
   filter: IncomingFilter | null;
   /** Keep evaluations for DMARC reports and read incoming ones; null/absent: no DMARC reporting. */
   dmarcReports?: DmarcReporting | null;
+  /**
+   * Read TLS reports (RFC 8460) arriving for `localPart`@ any local domain
+   * (the panel suggests rua=mailto:tls-reports@<domain>); absent: not read.
+   */
+  tlsReports?: { sink: TlsReportSink; localPart: string; log: Logger } | null;
 }
 
 export interface IncomingResult {
@@ -137,6 +143,15 @@ export async function fileAndDeliver(
       if (r.stored || r.duplicates || r.suppressed.length || r.problems.length) rep.log.info("dmarc report message read", { stored: r.stored, duplicates: r.duplicates, suppressed: r.suppressed.join(","), problems: r.problems.join("; ").slice(0, 500) });
     } catch (e) {
       rep.log.warn("reading dmarc report message failed", { err: e as Error });
+    }
+  }
+  const tr = checks.tlsReports;
+  if (tr && recipients.some((r) => r.slice(0, r.lastIndexOf("@")).toLowerCase() === tr.localPart)) {
+    try {
+      const r = storeIncomingReports(message, tr.sink, receivedAt);
+      tr.log.info("tls report message read", { stored: r.stored.length, duplicates: r.duplicates, errors: r.errors.join("; ").slice(0, 500) });
+    } catch (e) {
+      tr.log.warn("reading tls report message failed", { err: e as Error });
     }
   }
   return {
