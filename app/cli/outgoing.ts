@@ -25,6 +25,7 @@ import type { Store } from "../src/store/index.ts";
 import { Resolver } from "../src/dns/index.ts";
 import { DirectTransport, SmarthostTransport } from "../src/queue/smtp.ts";
 import { RoutingTransport } from "../src/queue/routes.ts";
+import { DnsblMonitor } from "../src/dnsbl/monitor.ts";
 import type { Transport } from "../src/queue/types.ts";
 import type { Signer } from "../src/queue/queue.ts";
 import { dkimSign, type DkimSigner } from "../src/dkim/index.ts";
@@ -123,6 +124,31 @@ export function makeTransport(config: Config, resolver: Resolver, log: Logger, s
     return [{ match: { accountId, fromDomain: r.fromDomain, toDomain: r.toDomain }, transport: named.get(r.via)! }];
   });
   return new RoutingTransport(routes, fallback);
+}
+
+/**
+ * Watching our own public IPs on the configured DNSBLs (seed 000: once every
+ * 100 deliveries, at least 5 minutes and at most 3 hours apart), so the
+ * admin learns of a listing that hurts delivery. Null when no zones or IPs
+ * are configured. `counting` wraps the queue's transport so every delivered
+ * message is noted.
+ */
+export function makeDnsblMonitor(config: Config, resolver: Resolver, log: Logger): { monitor: DnsblMonitor; counting(t: Transport): Transport } | null {
+  const zones = (config.incoming ?? DEFAULT_INCOMING).dnsblZones;
+  const ips = (config.delivery ?? DEFAULT_DELIVERY).publicIps;
+  if (zones.length === 0 || ips.length === 0) return null;
+  const monitor = new DnsblMonitor({ resolver, ips, zones, log: log.child({ room: "dnsbl" }) });
+  return {
+    monitor,
+    counting: (t) => ({
+      name: t.name,
+      async deliver(domain, batch) {
+        for (let i = 0; i < batch.length; i++) monitor.noteDelivery();
+        return t.deliver(domain, batch);
+      },
+      close: () => t.close?.() ?? Promise.resolve(),
+    }),
+  };
 }
 
 /** Daily TLS reports (RFC 8460) from the recorded results, sent through the queue. */

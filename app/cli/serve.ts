@@ -60,7 +60,7 @@ export async function run(args: string[]): Promise<number> {
   setLogLevel(config.logLevel);
   const log = rootLog.child({ pid: process.pid });
   // Loaded only once the config is known good: a bad config starts nothing.
-  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming, makeTlsReporter, makeDmarcReporter }] = await Promise.all([
+  const [{ openStore }, { loadTlsFiles, loadOrCreateSelfSigned }, { startServer }, { makeTransport, makeDkimSigner, makeResolver, makeIncoming, makeTlsReporter, makeDnsblMonitor, makeDmarcReporter }] = await Promise.all([
     import("../src/store/index.ts"),
     import("../src/tls/index.ts"),
     import("./run-server.ts"),
@@ -80,8 +80,10 @@ export async function run(args: string[]): Promise<number> {
   // The panel's log page shows the last lines; they still go to stdout (the journal).
   const logRing = startLogRing(2000);
   let server;
+  let dnsbl: ReturnType<typeof makeDnsblMonitor> = null;
   try {
     const resolver = makeResolver(config, log);
+    dnsbl = makeDnsblMonitor(config, resolver, log);
     let acme = null;
     if (config.acme) {
       // Until the first ACME certificate: the [tls] files, else a self-signed one (web/acme-wiring.ts).
@@ -97,7 +99,7 @@ export async function run(args: string[]): Promise<number> {
       logRing: logRing.ring,
       log,
       incoming: makeIncoming(config, store, resolver, log),
-      queue: { remote: makeTransport(config, resolver, log, store), sign: makeDkimSigner(config, store) },
+      queue: { remote: dnsbl ? dnsbl.counting(makeTransport(config, resolver, log, store)) : makeTransport(config, resolver, log, store), sign: makeDkimSigner(config, store) },
     });
   } catch (e) {
     log.error("cannot start", { err: e as Error });
@@ -116,7 +118,10 @@ export async function run(args: string[]): Promise<number> {
   // DMARC aggregate reports (RFC 7489 §7.2) when [incoming] dmarc_reports_address is set.
   const dmarcReporter = server.queue ? makeDmarcReporter(config, store, makeResolver(config, log), server.queue, log) : null;
   dmarcReporter?.start();
+  // Our own IPs on the DNSBLs ([delivery] public_ips × [incoming] dnsbl_zones).
+  dnsbl?.monitor.start();
   await server.done;
+  await dnsbl?.monitor.stop();
   reporter?.stop();
   void dmarcReporter?.stop();
   stopWatchdog();

@@ -113,7 +113,7 @@ dnsbl_zones = ["bl.example.org"]
   );
   const c = await loadConfig(f);
   expect(c.dns).toEqual({ servers: [{ host: "127.0.0.1", port: 5353 }, { host: "::1", port: 53 }] });
-  expect(c.delivery).toEqual({ mxPort: 2525, smarthost: { host: "smtp.example.net", port: 465, tls: "immediate", username: null, passwordFile: null }, smarthosts: {}, routes: [] });
+  expect(c.delivery).toEqual({ mxPort: 2525, smarthost: { host: "smtp.example.net", port: 465, tls: "immediate", username: null, passwordFile: null }, smarthosts: {}, routes: [], publicIps: [] });
   expect(c.dkim).toEqual({ selectors: [{ selector: "sel1", type: "ed25519" }] });
   expect(c.incoming).toEqual({ firstTimeDelaySeconds: 0, dnsblZones: ["bl.example.org"] });
 });

@@ -54,6 +54,8 @@ beforeAll(async () => {
       ["_dmarc.elsewhere.test", [{ type: "TXT", data: "v=DMARC1; p=none" }]],
       ["bank.test", [{ type: "TXT", data: "v=spf1 ip4:192.0.2.1 -all" }]],
       ["_dmarc.bank.test", [{ type: "TXT", data: "v=DMARC1; p=reject" }]],
+      // Our public IP 192.0.2.1 is listed on bl.test (RFC 5782: reversed IP, A 127.0.0.2).
+      ["1.2.0.192.bl.test", [{ type: "A", data: "127.0.0.2" }, { type: "TXT", data: "listed for testing" }]],
     ]),
   );
   const data = join(tmp.path, "data");
@@ -91,6 +93,10 @@ servers = ["127.0.0.1:${dns.port}"]
 
 [incoming]
 first_time_delay_seconds = 1
+dnsbl_zones = ["bl.test"]
+
+[delivery]
+public_ips = ["192.0.2.1"]
 `,
   );
   const sock = join(tmp.path, "notify.sock");
@@ -197,6 +203,12 @@ test("serve: a TLS report (RFC 8460) mailed to tls-reports@ is delivered and sto
   } finally {
     db.close();
   }
+});
+
+test("serve: watches our own public IP on the configured DNSBLs", async () => {
+  const deadline = Date.now() + 5000;
+  while (!server.stdoutLines.some((l) => l.includes("our IP is listed on a DNSBL")) && Date.now() < deadline) await Bun.sleep(50);
+  expect(server.stdoutLines.find((l) => l.includes("our IP is listed on a DNSBL"))).toMatch(/192\.0\.2\.1.*bl\.test|bl\.test.*192\.0\.2\.1/);
 });
 
 test("serve: tells systemd it is ready and feeds the watchdog", async () => {

@@ -285,10 +285,18 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
 
-  const delivery: Delivery = { ...DEFAULT_DELIVERY, smarthosts: {}, routes: [] };
+  const delivery: Delivery = { ...DEFAULT_DELIVERY, smarthosts: {}, routes: [], publicIps: [] };
   const delT = c.table("delivery", raw.delivery);
   if (delT) {
-    c.unknownKeys("delivery.", delT, ["mx_port", "smarthost", "smarthosts", "routes"]);
+    c.unknownKeys("delivery.", delT, ["mx_port", "smarthost", "smarthosts", "routes", "public_ips"]);
+    if (delT.public_ips !== undefined) {
+      if (!Array.isArray(delT.public_ips)) c.fail("delivery.public_ips", `must be an array of IP addresses, got ${describe(delT.public_ips)}`);
+      else
+        delT.public_ips.forEach((ip, i) => {
+          if (typeof ip !== "string" || isIP(ip) === 0) c.fail(`delivery.public_ips[${i}]`, `not an IP address: ${JSON.stringify(ip)}`);
+          else delivery.publicIps.push(ip);
+        });
+    }
     delivery.mxPort = c.int("delivery.mx_port", delT.mx_port, 1, 65535) ?? 25;
     delivery.smarthost = parseSmarthost(c, file, "delivery.smarthost", delT.smarthost);
     const named = c.table("delivery.smarthosts", delT.smarthosts);

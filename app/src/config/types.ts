@@ -72,6 +72,8 @@ export interface Delivery {
   smarthosts: Record<string, Smarthost>;
   /** First matching route decides; none: `smarthost`, else direct. */
   routes: Route[];
+  /** Our public IPs as receivers see them; watched on [incoming] dnsbl_zones. */
+  publicIps: string[];
 }
 
 export interface Config {
@@ -132,7 +134,7 @@ export interface AcmeConfig {
 export const DEFAULT_DNS = { servers: [{ host: "127.0.0.1", port: 53 }] };
 /** mox waits 15 s before answering a first-time sender; no DNSBL unless configured. */
 export const DEFAULT_INCOMING = { firstTimeDelaySeconds: 15, dnsblZones: [] as string[] };
-export const DEFAULT_DELIVERY: Delivery = { mxPort: 25, smarthost: null, smarthosts: {}, routes: [] };
+export const DEFAULT_DELIVERY: Delivery = { mxPort: 25, smarthost: null, smarthosts: {}, routes: [], publicIps: [] };
 /** RFC 8463 §4: sign with Ed25519 and RSA while Ed25519 support spreads. */
 export const DEFAULT_DKIM = {
   selectors: [
