@@ -26,7 +26,7 @@ describe("names", () => {
     expect(normalizeName(input)).toBe(want);
   });
 
-  test.each([[""], [".."], ["a..b"], [" .x"], ["x".repeat(64)], [Array(130).fill("ab").join(".")], ["a b.example"], ["a\u0000b.example"]])(
+  test.each([[""], [".."], ["a..b"], [" .x"], ["x".repeat(64)], [Array(130).fill("ab").join(".")], ["a\u0000b.example"], ["a\tb.example"]])(
     "normalizeName(%p) is invalid-name",
     (input) => {
       try {

@@ -90,14 +90,6 @@ afterAll(async () => {
  * if the behaviour changes, the test says so and the entry must go.
  */
 const DEVIATIONS: Record<string, { why: string; check: (v: Awaited<ReturnType<typeof verifySpf>>) => void }> = {
-  // The record's "a:macro%%percent%_%_space%-url-space.example.com" expands to a name with spaces.
-  // RFC 2181 §11 allows any octet in a label, but app/src/dns/name.ts refuses names with spaces
-  // (its own tests insist: "a b.example" is invalid-name), so the lookup is never sent and "a"
-  // does not match: -all gives fail instead of pass.
-  "macro-mania-in-domain": {
-    why: "the DNS room refuses a space inside a label",
-    check: (v) => expect(v.result).toBe("fail"),
-  },
 };
 
 /**

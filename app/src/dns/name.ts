@@ -31,7 +31,10 @@ export function normalizeName(name: string): string {
   for (const label of labels) {
     if (label === "") throw new DnsError("invalid-name", `empty label in DNS name ${JSON.stringify(name)}`);
     let ascii = label;
-    if (!/^[\x21-\x7e]+$/.test(label)) {
+    // RFC 2181 §11: a label may hold any octet. We send printable ASCII and
+    // spaces as they are (SPF macros expand to such names, RFC 7208 §7);
+    // control characters never.
+    if (!/^[\x20-\x7e]+$/.test(label)) {
       // RFC 5891 §4.4: non-ASCII labels are converted to A-labels.
       ascii = /[\x00-\x20\x7f]/.test(label) ? "" : domainToASCII(label);
       if (ascii === "" || ascii.includes(".")) throw new DnsError("invalid-name", `invalid label ${JSON.stringify(label)} in DNS name`);
