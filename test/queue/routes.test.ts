@@ -57,3 +57,19 @@ test("routes through a real queue: a routed account's mail goes via its transpor
     { remote: new RoutingTransport([{ match: { accountId: 2 }, transport: special }], fallback) },
   );
 });
+
+test("splitByMessage: whole messages per chunk, at most `parts`, one chunk for few messages", async () => {
+  const { splitByMessage } = await import("../../app/src/queue/queue.ts");
+  const r = (id: number, messageId: number) => ({ id, messageId }) as Parameters<typeof splitByMessage>[0][number];
+  const rcpts = Array.from({ length: 100 }, (_, i) => [r(2 * i, i), r(2 * i + 1, i)]).flat();
+  const chunks = splitByMessage(rcpts, 4, 20);
+  expect(chunks).toHaveLength(4);
+  expect(chunks.flat().length).toBe(200);
+  for (const c of chunks) {
+    const msgs = new Set(c.map((x) => x.messageId));
+    // every message's two recipients are in the same chunk
+    for (const m of msgs) expect(c.filter((x) => x.messageId === m)).toHaveLength(2);
+  }
+  expect(splitByMessage(rcpts.slice(0, 30), 4, 20)).toHaveLength(1);
+  expect(splitByMessage(rcpts, 1, 20)).toHaveLength(1);
+});

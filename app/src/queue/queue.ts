@@ -31,8 +31,10 @@ export interface QueueOptions {
   backoff?: Partial<BackoffPolicy>;
   /** Check the database for changes by the CLI at least this often. Default 10 s. */
   pollIntervalMs?: number;
-  /** Domains delivered to at the same time. Default 8. */
+  /** Delivery jobs (connections) at the same time, over all domains. Default 8. */
   concurrency?: number;
+  /** Connections (jobs) to one destination domain at once when many messages wait; default 4. */
+  connectionsPerDomain?: number;
   maxHoldSeconds?: number;
   /** Signs submitted messages and our DSNs before they are queued (DKIM). */
   sign?: Signer;
@@ -61,7 +63,9 @@ export class Queue implements SubmissionQueue {
   private readonly local: Transport;
   private readonly remote: Transport;
   private readonly inflight = new Set<number>();
-  private readonly busyDomains = new Set<string>();
+  /** Delivery jobs running, in all and per destination domain. */
+  private runningJobs = 0;
+  private readonly domainJobs = new Map<string, number>();
   private readonly jobs = new Set<Promise<void>>();
   private timer: ReturnType<typeof setTimeout> | null = null;
   private started = false;
@@ -164,32 +168,46 @@ export class Queue implements SubmissionQueue {
     this.armTimer();
   }
 
-  /** Start delivery jobs for due recipients, one job per domain, up to the concurrency. */
+  /**
+   * Start delivery jobs for due recipients: per destination domain one job,
+   * or up to `connectionsPerDomain` jobs (each its own connection) when many
+   * messages wait for it, as Postfix opens several connections to one
+   * destination; never more than `concurrency` jobs in all. A message's
+   * recipients stay in one job (one transaction carries them).
+   */
   private schedule(): void {
     const concurrency = this.opts.concurrency ?? 8;
-    if (this.busyDomains.size >= concurrency) return;
+    const perDomain = this.opts.connectionsPerDomain ?? 4;
+    if (this.runningJobs >= concurrency) return;
     const due = this.qs.due(this.now(), 1000, this.inflight);
     const byDomain = new Map<string, QueuedRecipient[]>();
     for (const r of due) {
       const key = this.transportFor(r.address.domain) === this.local ? `local:${r.address.domain}` : r.address.domain;
-      if (this.busyDomains.has(key)) continue;
+      if ((this.domainJobs.get(key) ?? 0) >= perDomain) continue;
       const l = byDomain.get(key) ?? [];
       l.push(r);
       byDomain.set(key, l);
     }
     for (const [key, rcpts] of byDomain) {
-      if (this.busyDomains.size >= concurrency) break;
-      this.busyDomains.add(key);
-      for (const r of rcpts) this.inflight.add(r.id);
-      const job = this.deliverDomain(rcpts[0]!.address.domain, rcpts)
-        .catch((e: unknown) => this.log.error("queue delivery job failed", { err: e as Error, domain: key }))
-        .finally(() => {
-          this.busyDomains.delete(key);
-          for (const r of rcpts) this.inflight.delete(r.id);
-          this.jobs.delete(job);
-          this.kick();
-        });
-      this.jobs.add(job);
+      if (this.runningJobs >= concurrency) break;
+      const free = Math.min(perDomain - (this.domainJobs.get(key) ?? 0), concurrency - this.runningJobs);
+      for (const chunk of splitByMessage(rcpts, free, MESSAGES_PER_CONNECTION)) {
+        this.runningJobs++;
+        this.domainJobs.set(key, (this.domainJobs.get(key) ?? 0) + 1);
+        for (const r of chunk) this.inflight.add(r.id);
+        const job = this.deliverDomain(chunk[0]!.address.domain, chunk)
+          .catch((e: unknown) => this.log.error("queue delivery job failed", { err: e as Error, domain: key }))
+          .finally(() => {
+            this.runningJobs--;
+            const n = (this.domainJobs.get(key) ?? 1) - 1;
+            if (n > 0) this.domainJobs.set(key, n);
+            else this.domainJobs.delete(key);
+            for (const r of chunk) this.inflight.delete(r.id);
+            this.jobs.delete(job);
+            this.kick();
+          });
+        this.jobs.add(job);
+      }
     }
   }
 
@@ -382,4 +400,25 @@ function safeClass(secode: string, klass: 4 | 5): string {
 /** An Address for postmaster at our host name. */
 export function postmaster(hostname: string): Address {
   return { localPart: "postmaster", domain: hostname };
+}
+
+/** A job opens a second connection only for at least this many messages. */
+const MESSAGES_PER_CONNECTION = 20;
+
+/**
+ * Split recipients into at most `parts` chunks of whole messages, one chunk
+ * per `perChunk` messages or so, keeping each message's recipients together.
+ */
+export function splitByMessage(rcpts: QueuedRecipient[], parts: number, perChunk: number): QueuedRecipient[][] {
+  const byMsg = new Map<number, QueuedRecipient[]>();
+  for (const r of rcpts) {
+    const l = byMsg.get(r.messageId);
+    if (l) l.push(r);
+    else byMsg.set(r.messageId, [r]);
+  }
+  const msgs = [...byMsg.values()];
+  const n = Math.max(1, Math.min(parts, Math.ceil(msgs.length / perChunk)));
+  const chunks: QueuedRecipient[][] = Array.from({ length: n }, () => []);
+  msgs.forEach((m, i) => chunks[i % n]!.push(...m));
+  return chunks.filter((c) => c.length > 0);
 }
