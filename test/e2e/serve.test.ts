@@ -24,11 +24,14 @@ import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
 import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
 import { SmtpClient } from "../helpers/smtp-client.ts";
+import { loadOrCreateDkimKey } from "../../app/src/tls/dkim-keys.ts";
+import { dkimSign } from "../../app/src/dkim/index.ts";
 
 let tmp: TmpDir;
 let server: SpawnedServer;
 let dns: ZoneDns;
 let notify: SpawnedServer;
+let bankKey: ReturnType<typeof loadOrCreateDkimKey>;
 
 const NOTIFY_LISTENER = `
 import socket, sys, json
@@ -48,12 +51,15 @@ const PASSWORD = "correct horse battery";
 
 beforeAll(async () => {
   tmp = tmpDir("e2e-serve");
+  // bank.test signs its mail: its DKIM key published under sel._domainkey.bank.test.
+  bankKey = loadOrCreateDkimKey(join(tmp.path, "bank"), "bank.test", "sel", "ed25519");
   dns = await startZoneDns(
     new Map([
       ["elsewhere.test", [{ type: "TXT", data: "v=spf1 ip4:127.0.0.1 -all" }]],
       ["_dmarc.elsewhere.test", [{ type: "TXT", data: "v=DMARC1; p=none" }]],
       ["bank.test", [{ type: "TXT", data: "v=spf1 ip4:192.0.2.1 -all" }]],
       ["_dmarc.bank.test", [{ type: "TXT", data: "v=DMARC1; p=reject" }]],
+      ["sel._domainkey.bank.test", [{ type: "TXT", data: bankKey.dnsRecord }]],
       // Our public IP 192.0.2.1 is listed on bl.test (RFC 5782: reversed IP, A 127.0.0.2).
       ["1.2.0.192.bl.test", [{ type: "A", data: "127.0.0.2" }, { type: "TXT", data: "listed for testing" }]],
     ]),
@@ -143,6 +149,28 @@ test("serve: a forgery from a DMARC p=reject domain is refused at DATA", async (
   expect(r.stdout).toMatch(/<\*\* +550 5\.7\.1 .*DMARC/);
   const msgs = splitMbox(await exportMbox(join(tmp.path, "data"), { account: ACCOUNT }));
   expect(msgs.some((x) => x.includes(token))).toBe(false);
+});
+
+test("serve: the same message properly DKIM-signed by bank.test is delivered with dkim=pass and dmarc=pass", async () => {
+  const token = crypto.randomUUID();
+  const raw = new TextEncoder().encode(
+    `From: <ceo@bank.test>\r\nTo: <${ACCOUNT}>\r\nSubject: ${token}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <${token}@bank.test>\r\n\r\nSigned, so DMARC aligns.\r\n`,
+  );
+  const signed = new TextDecoder().decode(dkimSign(raw, [{ domain: "bank.test", selector: "sel", privateKey: bankKey.privateKey }]));
+  const c = await SmtpClient.connect(ports.smtp);
+  try {
+    await c.ehlo("mx.bank.test");
+    // MAIL FROM at bank.test from an IP its SPF does not allow: only DKIM can pass DMARC.
+    const r = await c.send("ceo@bank.test", [ACCOUNT], signed);
+    expect(r.code).toBe(250);
+  } finally {
+    await c.quit();
+  }
+  const m = splitMbox(await exportMbox(join(tmp.path, "data"), { account: ACCOUNT })).find((x) => x.includes(token));
+  expect(m).toBeDefined();
+  expect(m).toMatch(/spf=fail/);
+  expect(m).toMatch(/dkim=pass[^;]*header\.d=bank\.test/);
+  expect(m).toMatch(/dmarc=pass/);
 });
 
 test("serve: unknown user and foreign domain are refused on the MX", async () => {
