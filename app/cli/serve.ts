@@ -120,7 +120,17 @@ export async function run(args: string[]): Promise<number> {
   dmarcReporter?.start();
   // Our own IPs on the DNSBLs ([delivery] public_ips × [incoming] dnsbl_zones).
   dnsbl?.monitor.start();
+  // The HDMI console shows the LAN addresses and the setup state (system/console.ts); only
+  // under systemd (the device), so a serve started by hand or by tests leaves /run alone.
+  const { ConsoleIssue } = await import("../src/system/console.ts");
+  const { WebStore } = await import("../src/store/web.ts");
+  const webStore = new WebStore(store.db);
+  const httpPort = config.listeners.find((l) => l.http)?.http?.port;
+  const consoleIssue = process.env["INVOCATION_ID"]
+    ? new ConsoleIssue({ setup: () => (webStore.hasAdminPassword() ? "done" : "open"), ...(httpPort ? { httpPort } : {}), log: log.child({ room: "console" }) }).start()
+    : null;
   await server.done;
+  consoleIssue?.stop();
   await dnsbl?.monitor.stop();
   reporter?.stop();
   void dmarcReporter?.stop();

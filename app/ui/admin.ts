@@ -7,6 +7,8 @@ import { ApiClient, ApiFailure } from "./api.ts";
 import { checked, copyButton, field, formatBytes, h, parseBytes, render, type Child } from "./dom.ts";
 import { loginPrompt, setWho } from "./login.ts";
 import { renderLogs, renderQueue, renderSystem, renderTls, smarthostForm } from "./admin-ops.ts";
+import { renderReports } from "./admin-reports.ts";
+import { routerBlock } from "./admin-router.ts";
 
 interface SetupState {
   done: boolean;
@@ -44,7 +46,7 @@ interface CheckResult {
   detail: string;
 }
 
-const VIEWS = ["setup", "accounts", "aliases", "domains", "dns", "queue", "tls", "logs", "system", "password"] as const;
+const VIEWS = ["setup", "accounts", "aliases", "domains", "dns", "router", "queue", "reports", "tls", "logs", "system", "password"] as const;
 type View = (typeof VIEWS)[number];
 const TITLES: Record<View, string> = {
   setup: "Setup",
@@ -52,7 +54,9 @@ const TITLES: Record<View, string> = {
   aliases: "Aliases",
   domains: "Domains",
   dns: "DNS records",
+  router: "Router",
   queue: "Queue",
+  reports: "Reports",
   tls: "TLS",
   logs: "Logs",
   system: "System",
@@ -119,7 +123,9 @@ const VIEW_RENDER: Record<View, Renderer> = {
   aliases: renderAliases,
   domains: renderDomains,
   dns: async (api) => h("section", { class: "card" }, h("h1", {}, "DNS records"), await dnsRecordsBlock(api)),
+  router: async (api) => h("section", { class: "card" }, h("h1", {}, "Router"), await routerBlock(api)),
   queue: renderQueue,
+  reports: renderReports,
   tls: renderTls,
   logs: renderLogs,
   system: renderSystem,
@@ -209,16 +215,17 @@ async function renderSetup(api: ApiClient, state: SetupState, refresh: () => voi
     ),
     checksOut,
   );
-  const step4 = h("div", { class: "step" }, h("h2", {}, "4. DNS records"), state.domain ? await dnsRecordsBlock(api) : h("p", {}, "Choose the domain first."));
+  const step4 = h("div", { class: "step", id: "router-step" }, h("h2", {}, "4. Router"), await routerBlock(api));
+  const step5 = h("div", { class: "step" }, h("h2", {}, "5. DNS records"), state.domain ? await dnsRecordsBlock(api) : h("p", {}, "Choose the domain first."));
   const finish = actionForm(
     { id: "finish-form", class: "step" },
-    [h("h2", {}, "5. Done"), h("p", {}, "You can come back to the DNS records at any time."), h("button", { type: "submit" }, "Finish setup")],
+    [h("h2", {}, "6. Done"), h("p", {}, "You can come back to the DNS records at any time."), h("button", { type: "submit" }, "Finish setup")],
     async () => {
       await api.call("finishSetup");
       location.hash = "#accounts";
     },
   );
-  return h("section", { class: "card wizard" }, h("h1", {}, "Set up Letterbox"), step1, step2, step3, step4, finish);
+  return h("section", { class: "card wizard" }, h("h1", {}, "Set up Letterbox"), step1, step2, step3, step4, step5, finish);
 }
 
 async function dnsRecordsBlock(api: ApiClient): Promise<Child> {

@@ -81,6 +81,23 @@ function tlsProbe(port: number, socket?: net.Socket): Promise<Probe> {
   });
 }
 
+/**
+ * tlsProbe, once more after a connection reset: when a certificate is swapped
+ * in, the new listener takes over the port and the old one closes; without
+ * net.ipv4.tcp_migrate_req (set on the device and in CI) a connection still
+ * in the old listener's accept queue at that instant is reset, and a client
+ * connects again.
+ */
+async function httpsProbe(port: number): Promise<Probe> {
+  try {
+    return await tlsProbe(port);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ECONNRESET") throw e;
+    await Bun.sleep(100);
+    return tlsProbe(port);
+  }
+}
+
 /** SMTP up to STARTTLS (RFC 3207), then the TLS probe on the same connection. */
 function starttlsProbe(port: number): Promise<Probe> {
   return new Promise((resolve, reject) => {
@@ -185,7 +202,7 @@ afterAll(async () => {
 
 test("serve obtains the certificate over HTTP-01 and serves it on HTTPS and SMTP STARTTLS; renewal swaps it in", async () => {
   await server!.waitForLine(/msg="acme: certificate in place".* host=mail\.letterbox\.test/, 30_000);
-  const web1 = await tlsProbe(ports.https);
+  const web1 = await httpsProbe(ports.https);
   expect(web1.error).toBeNull();
   expect(web1.authorized).toBe(true);
   expect(web1.leaf.checkHost(HOST)).toBe(HOST);
@@ -216,10 +233,10 @@ test("serve obtains the certificate over HTTP-01 and serves it on HTTPS and SMTP
   const swaps = () => server!.stdoutLines.filter((l) => l.includes('msg="TLS listener serves the new certificate"')).length;
   for (let i = 0; i < 150 && swaps() < 2; i++) await Bun.sleep(200);
   expect(swaps()).toBeGreaterThanOrEqual(2);
-  let web2 = await tlsProbe(ports.https);
+  let web2 = await httpsProbe(ports.https);
   for (let i = 0; i < 50 && web2.leaf.serialNumber === web1.leaf.serialNumber; i++) {
     await Bun.sleep(200);
-    web2 = await tlsProbe(ports.https);
+    web2 = await httpsProbe(ports.https);
   }
   expect(web2.leaf.serialNumber).not.toBe(web1.leaf.serialNumber);
   expect(web2.authorized).toBe(true);

@@ -14,6 +14,12 @@ import { parseAddress } from "../../app/src/smtp/address.ts";
 import { QueueStore } from "../../app/src/store/queue.ts";
 import { makeClientCertificate } from "../../app/src/tls/client-cert.ts";
 import { readFileSync } from "node:fs";
+import dgram from "node:dgram";
+import { DmarcStore } from "../../app/src/store/dmarc.ts";
+import { TlsrptStore } from "../../app/src/store/tlsrpt.ts";
+import { reportJson } from "../../app/src/tlsrpt/report.ts";
+import { startFakeIgd, startFakeNatPmp, type FakeIgd, type FakeNatPmp } from "./fake-router.ts";
+import { sampleFeedback, sampleTlsReport } from "./report-fixtures.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = resolve(import.meta.dir, "../../test-artifacts/web");
@@ -24,11 +30,17 @@ let profile: TmpDir;
 let ctx: BrowserContext;
 let page: Page;
 let ring: { ring: LogRing; stop(): void } | null = null;
+let natpmp: FakeNatPmp | null = null;
+let igd: FakeIgd | null = null;
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
   mkdirSync(ARTIFACTS, { recursive: true });
+  // Fake routers on 127.0.0.1: NAT-PMP refuses port 80, UPnP refuses it too (as many routers do below 1024), 443 is mapped.
+  natpmp = await startFakeNatPmp({ refuse: [80] });
+  igd = await startFakeIgd({ refuse: new Map([[80, [606, "Action not authorized"]]]) });
   h = await startWeb({
+    portMapping: { gateway: () => "127.0.0.1", lanAddress: () => "192.168.1.20", natpmpPort: natpmp.port, natpmpInitialRetryMs: 30, natpmpTries: 2, ssdp: { address: "127.0.0.1", port: igd.ssdpPort }, ssdpWaitMs: 200 },
     checks: fakeChecks({ publicIp: async () => "192.0.2.44", outboundPort25: async () => false }),
     dnsLookup: async (name, type) => (name === "example.org" && type === "MX" ? ["10 mail.example.org."] : []),
   });
@@ -53,6 +65,8 @@ afterAll(async () => {
   ring?.stop();
   await ctx?.close();
   await h?.close();
+  await natpmp?.close();
+  await igd?.close();
   profile?.cleanup();
 });
 
@@ -97,6 +111,17 @@ test("setup, wizard, accounts, aliases, logout and login in Chromium", async () 
   await page.waitForSelector("#checks li");
   expect(await page.textContent("#checks")).toContain("port 25 is blocked");
   expect(await page.textContent("#checks")).toContain("smarthost");
+  // The Router step: per port mapped / refused (the router's words) / not tried, and what to forward by hand.
+  await page.click("#map-ports");
+  await page.waitForSelector("table.router-ports");
+  const portStatus = async (port: number) => (await page.textContent(`tr[data-port="${port}"] td.port-status`)) ?? "";
+  expect(await portStatus(443)).toBe("mapped (NAT-PMP)");
+  expect(await portStatus(80)).toBe("refused");
+  expect(await portStatus(25)).toBe("not tried");
+  expect(await page.textContent('tr[data-port="80"]')).toContain("UPnP error 606");
+  expect(await page.textContent("#manual-forwarding")).toContain("Forward TCP port 80");
+  expect(natpmp!.mappings.size).toBe(1);
+  await page.locator("#router-step").screenshot({ path: join(ARTIFACTS, "02b-router.png") });
   await page.click("#check-dns");
   await page.waitForSelector("td.dns-status.ok");
   const statuses = await page.$$eval("td.dns-status", (tds) => tds.map((t) => t.textContent ?? ""));
@@ -281,5 +306,46 @@ test("account page: client settings and profile, TLS client certificate, rules",
   await page.click(`[data-key="${cert.spkiSha256Hex}"] button.remove-key`);
   await page.waitForFunction((k) => !document.querySelector(`[data-key="${k}"]`), cert.spkiSha256Hex);
   expect(h.store.accountByTLSPublicKey(cert.spkiSha256Hex)).toBeNull();
+  expect(cspViolations).toEqual([]);
+}, 60_000);
+
+test("reports pages: DMARC and TLS reports received, our TLS results, DMARC evaluations, suppression list", async () => {
+  const dmarc = new DmarcStore(h.store.db);
+  dmarc.addReport(new Date(), "noreply-dmarc-support@google.com", sampleFeedback("browser-1", Date.UTC(2026, 10, 1) / 1000));
+  const tlsrpt = new TlsrptStore(h.store.db);
+  const rep = sampleTlsReport("browser-tls-1", new Date(Date.UTC(2026, 10, 1)));
+  tlsrpt.addReport(rep, reportJson(rep), { receivedAt: Date.now(), fromAddress: "tlsrpt@receiver.example" });
+  tlsrpt.addTlsResults(new Date(Date.UTC(2026, 10, 2, 9)), [
+    {
+      policyDomain: "remote.example",
+      recipientDomain: "remote.example",
+      isHost: false,
+      result: { policy: { policyType: "sts", policyString: ["version: STSv1", "mode: enforce"], policyDomain: "remote.example", mxHost: ["mx.remote.example"] }, summary: { totalSuccessfulSessionCount: 12, totalFailureSessionCount: 0 }, failureDetails: [] },
+    },
+  ]);
+  await page.goto(`${h.http}/admin/#reports`);
+  await page.waitForSelector("#dmarc-reports .dmarc-report");
+  expect(await page.textContent("#dmarc-reports")).toContain("google.com: example.org, 2026-11-01");
+  expect(await page.textContent("#dmarc-reports")).toContain("10 message(s), 3 failing DMARC alignment.");
+  expect(await page.textContent("#dmarc-reports")).toContain("203.0.113.9");
+  expect(await page.textContent("#tls-reports")).toContain("sts policy of example.org (mx mail.example.org): 41 successful, 2 failed TLS session(s)");
+  expect(await page.textContent("#tls-reports")).toContain("certificate-expired: 2 at mail.example.org");
+  expect(await page.textContent("#tls-results")).toContain("remote.example");
+  expect(await page.textContent("#dmarc-evaluations")).toContain("0 evaluation(s)");
+  await page.fill('#dmarc-suppression-form input[name="address"]', "reports@noisy.example");
+  await page.fill('#dmarc-suppression-form input[name="reason"]', "asked us to stop");
+  await page.fill('#dmarc-suppression-form input[name="days"]', "30");
+  await page.click('#dmarc-suppression-form button[type="submit"]');
+  await page.waitForSelector('#dmarc-suppressions li[data-address="reports@noisy.example"]');
+  expect(dmarc.isSuppressed("reports@noisy.example")).toBe(true);
+  await shot("13-reports");
+  await page.click('#dmarc-suppressions li[data-address="reports@noisy.example"] button');
+  await page.waitForFunction(() => !document.querySelector('#dmarc-suppressions li[data-address="reports@noisy.example"]'));
+  expect(dmarc.isSuppressed("reports@noisy.example")).toBe(false);
+  // The Router view (after setup) shows the last mapping.
+  await page.click('nav a[href="#router"]');
+  await page.waitForSelector("table.router-ports");
+  expect(await page.textContent('tr[data-port="443"]')).toContain("mapped");
+  await shot("14-router");
   expect(cspViolations).toEqual([]);
 }, 60_000);

@@ -70,6 +70,9 @@ export async function startWeb(opts: Partial<Omit<WebOptions, "config" | "store"
       checks: fakeChecks(),
       dnsLookup: noDns,
       deviceName: "letterbox",
+      // Never the real router or the machine's resolv.conf: tests inject fakes.
+      portMapping: null,
+      resolvConf: join(dir.path, "no-resolv.conf"),
       ...opts,
     });
     const port = (k: "http" | "https") => web.addresses.find((a) => a.kind === k)!.port;

@@ -46,6 +46,14 @@ export interface ConnHandler {
 export interface TlsMaterial {
   certPem: string;
   keyPem: string;
+  /**
+   * Certificate changes (ACME renewals: web/acme-wiring.ts liveTls). An
+   * implicit-TLS listener reads the certificate when it binds, so it
+   * subscribes here and rebinds on each change (see `listen`). Returns the
+   * unsubscribe function. STARTTLS reads the material at each upgrade and
+   * needs no subscription.
+   */
+  onChange?(cb: (host: string) => void): () => void;
 }
 
 interface SockData {
@@ -260,9 +268,13 @@ export function listen(opts: {
     conn.handler = opts.accept(conn);
     if (!implicitTls) conn.handler.onOpen();
   };
-  const listener: TCPSocketListener<SockData> = Bun.listen<SockData>({
+  // A renewable certificate on implicit TLS: bind with SO_REUSEPORT so a new listener can take over the port (below).
+  const swappable = implicitTls && tls?.onChange !== undefined;
+  const bind = (port: number): TCPSocketListener<SockData> => Bun.listen<SockData>({
     hostname: opts.host,
-    port: opts.port,
+    port,
+    // Bun.listen honours reusePort (Linux SO_REUSEPORT) though its types omit it.
+    ...(swappable ? ({ reusePort: true } as object) : {}),
     ...(implicitTls && tls ? { tls: { cert: tls.certPem, key: tls.keyPem, requestCert: true, rejectUnauthorized: false } } : {}),
     socket: {
       open,
@@ -287,9 +299,34 @@ export function listen(opts: {
       },
     },
   });
+  let listener = bind(opts.port);
+  const unsubscribe = swappable ? tls!.onChange!(() => (listener = rebindWithNewCertificate(listener, bind))) : () => {};
   return {
     host: opts.host,
     port: listener.port,
-    stop: () => listener.stop(false),
+    stop: () => {
+      unsubscribe();
+      listener.stop(false);
+    },
   };
+}
+
+/**
+ * Serve a renewed certificate on an implicit-TLS port without a restart
+ * (RFC 8314 §3: the TLS handshake comes first, so the certificate is fixed
+ * when the listener binds; Bun.listen has no per-connection certificate
+ * callback, tls/acme-sni.ts). Bind a second listener on the same port
+ * (SO_REUSEPORT) with the current material, then stop the old one without
+ * closing its connections: new connections get the new certificate, running
+ * sessions continue. If the new bind fails, the old listener keeps serving.
+ */
+export function rebindWithNewCertificate<L extends { port: number; stop(closeActive?: boolean): void }>(old: L, bind: (port: number) => L): L {
+  let next: L;
+  try {
+    next = bind(old.port);
+  } catch {
+    return old;
+  }
+  old.stop(false);
+  return next;
 }

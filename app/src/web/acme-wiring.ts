@@ -17,7 +17,10 @@
  * 5. Who uses the certificates: HTTPS by SNI with a listener swap on each
  *    change (server.ts); SMTP and IMAP through `liveTls`, a TLS pair read at
  *    each STARTTLS, so new sessions get the current certificate of the host
- *    name. Implicit-TLS listeners (465, 993) read it when they start.
+ *    name. Implicit-TLS listeners (465, 993) fix the certificate when they
+ *    bind, so they follow `liveTls.onChange`: a new listener on the same
+ *    port (SO_REUSEPORT) takes over with the renewed certificate, running
+ *    sessions continue on the old one.
  */
 import { readFileSync } from "node:fs";
 import type { AcmeConfig, Config } from "../config/types.ts";
@@ -49,11 +52,16 @@ function caaIssuerFor(directoryUrl: string): string {
   return host;
 }
 
+/** A TLS pair read at each use, with the certificate changes to rebind implicit-TLS listeners on. */
+export interface LiveTls extends TlsPair {
+  onChange(cb: (host: string) => void): () => void;
+}
+
 export interface AcmeRunning {
   /** What the panel shows and steers. */
   web: WebAcme;
-  /** For SMTP and IMAP: the current certificate of the host name, else the fallback; read at each use. */
-  liveTls: TlsPair;
+  /** For SMTP and IMAP: the current certificate of the host name, else the fallback; read at each use; its changes rebind 465 and 993. */
+  liveTls: LiveTls;
   /** The pair used while ACME has none. */
   fallback: TlsPair;
   /** Order missing certificates in the background (after the listeners are up). */
@@ -87,13 +95,15 @@ export function setupAcme(config: Config & { acme: AcmeConfig }, store: Store, f
   for (const h of hosts()) keys.ensureHostKeys(h);
   const lastErrors = new Map<string, { at: Date; message: string }>();
   const current = () => certificateForServerName(manager, null, hostname()) ?? fallback;
-  const liveTls: TlsPair = {
+  const liveTls: LiveTls = {
     get certPem() {
       return current().certPem;
     },
     get keyPem() {
       return current().keyPem;
     },
+    // Implicit-TLS listeners (465, 993) rebind with the new certificate (smtpserver/imapserver listener.ts).
+    onChange: (cb) => manager.onChange(cb),
   };
   manager.onChange((host) => {
     lastErrors.delete(host);

@@ -15,6 +15,7 @@ import type { LogRing } from "../log/index.ts";
 import type { QueueStore } from "../store/queue.ts";
 import type { AcmeCertManager, ChallengeType } from "../tls/acme.ts";
 import type { KeyStore } from "../tls/keystore.ts";
+import type { RouterPortMapper } from "./port-mapping.ts";
 
 /** The ACME side the panel shows and steers (serve wires it when [acme] is configured). */
 export interface WebAcme {
@@ -65,6 +66,10 @@ export interface WebContext {
   staticCertPem: string | null;
   /** The device update status (system/update.ts updateStatus), when running on the device. */
   updateStatus: (() => Promise<unknown>) | null;
+  /** Port forwarding on the home router (NAT-PMP / UPnP-IGD), device mode only; null: not offered. */
+  portMapper: RouterPortMapper | null;
+  /** More host names accepted for setup as the router's DHCP name: letterbox.<search domain> (resolv.conf). */
+  dhcpSearchDomains: () => readonly string[];
 }
 
 /** The mail domain chosen in setup, or the first local domain. */

@@ -32,10 +32,23 @@
  *    system, smarthost (smarthost.ts) and the backup download (a tar of
  *    store.backup(), a CSRF-checked form post).
  *
- * The setup wizard's DNS records (dns-records.ts) and connectivity checks
- * (checks.ts) are pure or injectable, so tests never reach the internet.
+ * 8. Reports (reports-api.ts): DMARC aggregate and TLS reports received,
+ *    our outgoing TLS results, pending DMARC evaluations, and the DMARC
+ *    reporting suppression list.
+ * 9. Router (port-mapping.ts, router-api.ts): the setup's Router step maps
+ *    25, 465, 587, 993, 80 and 443 on the home router with NAT-PMP
+ *    (natpmp/) or UPnP-IGD (upnp/) and says per port mapped / refused (the
+ *    router's words) / not tried, with manual instructions for the rest.
+ * 10. Setup Host names (net.ts): besides letterbox.local, the router's DHCP
+ *    name: "letterbox", with home-router suffixes and with the search
+ *    domains of /etc/resolv.conf (read per request: DHCP may change them).
+ *
+ * The setup wizard's DNS records (dns-records.ts), connectivity checks
+ * (checks.ts) and the router's address and SSDP group (port-mapping.ts) are
+ * pure or injectable, so tests never reach the internet or the real LAN.
  */
 export { WebApp, startWebServers, type WebOptions, type WebServers, type WebListenerAddress } from "./server.ts";
 export { ApiError, type ApiErrorCode } from "./http.ts";
 export type { ConnectivityChecks, CheckResult } from "./checks.ts";
+export { RouterPortMapper, mapRouterPorts, FORWARDED_PORTS, type PortMappingOptions, type PortMappingReport, type PortResult } from "./port-mapping.ts";
 export type { DnsLookup, DnsRecord, RecordCheck } from "./dns-records.ts";

@@ -3,6 +3,7 @@
  * Host names that are ours (a defence against DNS rebinding, where a remote
  * web page makes a LAN browser talk to us under the attacker's name).
  */
+import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 
 /** "::ffff:192.168.1.2" → "192.168.1.2"; other addresses lower-cased. */
@@ -89,18 +90,51 @@ export function hostOfHeader(host: string | null): string | null {
  */
 export const LAN_SUFFIXES = ["local", "lan", "home", "home.arpa", "localdomain", "internal", "fritz.box", "box", "router"] as const;
 
+/** The image's host name: what the box sends as its DHCP name, so the router's DNS knows it by this name. */
+export const DEVICE_DHCP_NAME = "letterbox";
+
+export const RESOLV_CONF = "/etc/resolv.conf";
+
+/**
+ * The DNS search domains of a resolv.conf (resolv.conf(5): the last
+ * `search` or `domain` line wins; the router hands them out with DHCP option
+ * 15/119, and its DNS answers <name>.<domain> for DHCP clients). Lower case,
+ * without trailing dots; only syntactically valid DNS names.
+ */
+export function parseSearchDomains(text: string): string[] {
+  let out: string[] = [];
+  for (const line of text.split("\n")) {
+    const f = line.replace(/[#;].*$/, "").trim().split(/\s+/);
+    if (f[0] === "search" || f[0] === "domain") out = f.slice(1);
+  }
+  return [...new Set(out.map((d) => d.toLowerCase().replace(/\.$/, "")).filter((d) => /^(?=.{1,253}$)([a-z0-9_]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(d)))];
+}
+
+/** The search domains of the resolv.conf at `path`; empty when unreadable. */
+export function readSearchDomains(path = RESOLV_CONF): string[] {
+  try {
+    return parseSearchDomains(readFileSync(path, "utf8"));
+  } catch {
+    return [];
+  }
+}
+
 /**
  * True when a request with this Host may see the setup page: letterbox.local
  * (mDNS), localhost, the configured host name, a LAN IP literal, or the
- * device's own name as a router's DHCP name ("letterbox", "letterbox.lan",
- * "letterbox.fritz.box", ...).
+ * device's name as the router's DHCP name: "letterbox" (and the machine's
+ * own name, when changed), alone, with a usual home-router suffix
+ * ("letterbox.lan", "letterbox.fritz.box", ...) or with one of the DHCP
+ * search domains from resolv.conf ("letterbox.home.example").
  */
-export function isSetupHost(hostHeader: string | null, names: { hostname: string; deviceName: string; extra?: readonly string[] }): boolean {
+export function isSetupHost(hostHeader: string | null, names: { hostname: string; deviceName: string; extra?: readonly string[]; searchDomains?: readonly string[] }): boolean {
   const h = hostOfHeader(hostHeader);
   if (!h) return false;
   if (isIPv4(h) || isIPv6(h)) return isLanAddress(h);
-  const device = names.deviceName.toLowerCase();
-  const allowed = new Set<string>(["letterbox.local", "localhost", names.hostname.toLowerCase(), device, ...(names.extra ?? []).map((s) => s.toLowerCase())]);
-  for (const suffix of LAN_SUFFIXES) allowed.add(`${device}.${suffix}`);
+  const devices = [...new Set([DEVICE_DHCP_NAME, names.deviceName.toLowerCase()])].filter((d) => d !== "");
+  const allowed = new Set<string>(["letterbox.local", "localhost", names.hostname.toLowerCase(), ...devices, ...(names.extra ?? []).map((s) => s.toLowerCase())]);
+  for (const device of devices) {
+    for (const suffix of [...LAN_SUFFIXES, ...(names.searchDomains ?? [])]) allowed.add(`${device}.${suffix.toLowerCase()}`);
+  }
   return allowed.has(h);
 }

@@ -21,6 +21,10 @@ import { Router, type RequestContext } from "./router.ts";
 import { ACCOUNT_AREA, ADMIN_AREA, CSRF_FIELD, Sessions, type Area, type SessionOptions } from "./session.ts";
 import { setupAllowed, setupApi, syncAdvert } from "./setup.ts";
 import { adminOpsApi } from "./admin-ops-api.ts";
+import { reportsApi } from "./reports-api.ts";
+import { routerApi } from "./router-api.ts";
+import { RouterPortMapper, type PortMappingOptions } from "./port-mapping.ts";
+import { readSearchDomains, RESOLV_CONF } from "./net.ts";
 import { AVAHI_SERVICES_DIR, SetupAdvertiser } from "../mdns/index.ts";
 import { existsSync } from "node:fs";
 import { Resolver } from "../dns/index.ts";
@@ -72,6 +76,14 @@ export interface WebOptions {
    * listener is configured; null disables.
    */
   advertiser?: SetupAdvertiser | null;
+  /**
+   * Port mapping on the home router (NAT-PMP, UPnP-IGD) for the setup's
+   * Router step. Default: in device mode (not localserve) with the real
+   * gateway and SSDP group; null disables (local mode, tests without fakes).
+   */
+  portMapping?: PortMappingOptions | null;
+  /** resolv.conf whose search/domain names make letterbox.<domain> a setup Host (the router's DHCP name); default /etc/resolv.conf. */
+  resolvConf?: string;
 }
 
 /** The default advertiser: device mode with avahi installed and an HTTP port. */
@@ -117,7 +129,11 @@ export class WebApp {
       acme: opts.acme ?? null,
       staticCertPem: opts.tls?.certPem ?? null,
       updateStatus: opts.updateStatus ?? null,
+      portMapper: null,
+      dhcpSearchDomains: () => readSearchDomains(opts.resolvConf ?? RESOLV_CONF),
     };
+    const pm = opts.portMapping === undefined ? (opts.config.localserve ? null : {}) : opts.portMapping;
+    this.ctx.portMapper = pm ? new RouterPortMapper(opts.config, pm, opts.log.child({ room: "portmap" })) : null;
     this.routes();
     syncAdvert(this.ctx);
   }
@@ -136,7 +152,7 @@ export class WebApp {
     r.post("/setup/api/:method", (ctx) => (setupAllowed(c, ctx) ? handleApi(ctx, setup, () => { throw new ApiError("user:noAuth", "no session"); }) : notFound()));
 
     for (const [area, methods, name] of [
-      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c) }, "admin"],
+      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c) }, "admin"],
       [ACCOUNT_AREA, accountApi(c), "account"],
     ] as const) {
       r.get(area.path.slice(0, -1), () => redirect(area.path));
@@ -407,6 +423,7 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
             continue;
           }
           const server = serve(svc.port, https && opts.tls ? { cert: opts.tls.certPem, key: opts.tls.keyPem } : null);
+          if (svc.port === 0 && server.port && !app.ctx.portMapper?.boundPorts.has(kind)) app.ctx.portMapper?.boundPorts.set(kind, server.port);
           servers.push(server);
           addresses.push({ listener: l.name, kind, host: ip, port: server.port ?? svc.port });
         }
@@ -421,6 +438,7 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
     addresses,
     async close() {
       for (const s of servers) await s.stop(true);
+      app.ctx.portMapper?.close();
       // A stopped panel must not stay announced.
       try {
         app.ctx.advertiser?.withdraw();

@@ -62,7 +62,7 @@ export function setupAllowed(c: WebContext, ctx: RequestContext): boolean {
   return (
     setupOpen(c) &&
     isLanAddress(ctx.ip) &&
-    isSetupHost(ctx.req.headers.get("host"), { hostname: c.config.hostname, deviceName: c.deviceName, extra: c.setupHosts })
+    isSetupHost(ctx.req.headers.get("host"), { hostname: c.config.hostname, deviceName: c.deviceName, extra: c.setupHosts, searchDomains: c.dhcpSearchDomains() })
   );
 }
 

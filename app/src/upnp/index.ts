@@ -1,0 +1,23 @@
+/**
+ * upnp: asking the home router to forward ports with UPnP IGD (Internet
+ * Gateway Device, UPnP Forum IGD:1/IGD:2), what most consumer routers
+ * offer when NAT-PMP (natpmp/) is not there.
+ *
+ * Mapping a port takes:
+ * 1. Discovery (ssdp.ts, UPnP Device Architecture 1.1 §1.3): an HTTP-over-UDP
+ *    `M-SEARCH` to 239.255.255.250:1900 for the IGD device type; routers
+ *    answer by unicast with a `LOCATION` header naming their description.
+ * 2. The description (igd.ts, UDA §2): XML listing the router's services;
+ *    we need WANIPConnection (or WANPPPConnection on DSL) and its controlURL.
+ * 3. Control (igd.ts, UDA §3): SOAP calls to the controlURL:
+ *    `GetExternalIPAddress`, `AddPortMapping`, `DeletePortMapping`. A refusal
+ *    is a SOAP fault with a UPnP error code (e.g. 606 not authorized, 718
+ *    conflict, 725 only permanent leases) that we show as the router sent it.
+ *
+ * The multicast address and port are parameters: tests run a fake SSDP
+ * responder and a fake IGD on 127.0.0.1 and never send real multicast. The
+ * description URL is fetched only from the host that answered the search
+ * (a LAN device cannot point us elsewhere).
+ */
+export { discoverIgd, searchRequest, parseSearchResponse, SSDP_ADDRESS, SSDP_PORT, IGD_DEVICE_TYPES, type SsdpTarget, type SsdpAnswer } from "./ssdp.ts";
+export { IgdClient, UpnpError, findWanService, loadIgd, soapEnvelope, parseSoapFault, WAN_SERVICE_TYPES, UPNP_ERROR_TEXT, type WanService } from "./igd.ts";

@@ -1,0 +1,149 @@
+/**
+ * The setup's Router step: mapping 25, 465, 587, 993, 80, 443 on fake
+ * routers (NAT-PMP and UPnP-IGD on 127.0.0.1), with per port mapped /
+ * refused (the router's words) / not tried, and manual instructions for the
+ * rest; through the admin API as the page calls it.
+ */
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import dgram from "node:dgram";
+import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
+import { Logger } from "../../app/src/log/index.ts";
+import { mapRouterPorts, RouterPortMapper, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
+import { startFakeIgd, startFakeNatPmp, type FakeIgd, type FakeNatPmp } from "./fake-router.ts";
+import { Client, startWeb, type WebHarness } from "./harness.ts";
+
+const log = new Logger({ room: "test" });
+const config: Config = {
+  file: null,
+  hostname: "mail.example.org",
+  dataDir: "/nonexistent",
+  logLevel: "info",
+  tls: null,
+  listeners: [{ name: "public", ips: ["0.0.0.0"], smtp: { port: 25 }, submission: { port: 587 }, submissions: { port: 465 }, imaps: { port: 993 }, http: { port: 80 }, https: { port: 443 } }],
+  limits: DEFAULT_LIMITS,
+  catchallSeparator: "",
+  localserve: false,
+};
+
+let pmp: FakeNatPmp | null = null;
+let igd: FakeIgd | null = null;
+let silent: dgram.Socket | null = null;
+let silentPort = 0;
+
+beforeAll(async () => {
+  // A UDP port where nobody answers: "no NAT-PMP" / "no SSDP answer".
+  silent = dgram.createSocket("udp4");
+  await new Promise<void>((r) => silent!.bind(0, "127.0.0.1", () => r()));
+  silentPort = silent.address().port;
+});
+afterAll(() => silent?.close());
+afterEach(async () => {
+  await pmp?.close();
+  await igd?.close();
+  pmp = igd = null;
+});
+
+function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
+  return {
+    gateway: () => "127.0.0.1",
+    lanAddress: () => "192.168.1.20",
+    natpmpPort: pmp?.port ?? silentPort,
+    natpmpTries: 2,
+    natpmpInitialRetryMs: 30,
+    ssdp: { address: "127.0.0.1", port: igd?.ssdpPort ?? silentPort },
+    ssdpWaitMs: 200,
+    ...over,
+  };
+}
+
+const statuses = (r: { ports: { port: number; status: string }[] }) => Object.fromEntries(r.ports.map((p) => [p.port, p.status]));
+
+test("NAT-PMP maps what it may; UPnP takes the ports NAT-PMP refused; the rest is reported with both routers' words", async () => {
+  pmp = await startFakeNatPmp({ refuse: [25, 80], offer: new Map([[443, 8443]]) });
+  igd = await startFakeIgd({ refuse: new Map([[25, [718, "ConflictInMappingEntry"]]]) });
+  const r = await mapRouterPorts(config, opts(), log);
+  expect(r.natpmp).toBe("answered");
+  expect(r.upnp).toBe("found");
+  expect(r.externalAddress).toBe("203.0.113.7");
+  expect(statuses(r)).toEqual({ 25: "refused", 465: "mapped", 587: "mapped", 993: "mapped", 80: "mapped", 443: "mapped" });
+  const p = (n: number) => r.ports.find((x) => x.port === n)!;
+  expect(p(587)).toMatchObject({ method: "nat-pmp", lifetime: 7200, internalPort: 587 });
+  // 443 was offered as 8443 by NAT-PMP: given back, then mapped by UPnP.
+  expect(p(443)).toMatchObject({ method: "upnp", status: "mapped" });
+  expect(pmp.mappings.has(8443)).toBe(false);
+  expect(p(80).method).toBe("upnp");
+  expect(p(25).detail).toBe("NAT-PMP: not authorized/refused (the router does not allow this mapping); UPnP: UPnP error 718 (the port is already mapped to another device): ConflictInMappingEntry");
+  expect(igd.mappings.get(80)).toBe("192.168.1.20:80");
+  expect(r.manual).toEqual(["Forward TCP port 25 (SMTP: receiving mail from other servers) to 192.168.1.20 port 25."]);
+});
+
+test("only UPnP: refuses ports below 1024 except the ones it allows", async () => {
+  igd = await startFakeIgd({ refuse: new Map([[25, [606, "Action not authorized"]], [80, [606, "Action not authorized"]], [443, [606, "Action not authorized"]]]) });
+  const r = await mapRouterPorts(config, opts(), log);
+  expect(r.natpmp).toBe("no answer");
+  expect(r.upnp).toBe("found");
+  expect(r.externalAddress).toBe("198.51.100.99");
+  expect(statuses(r)).toEqual({ 25: "refused", 465: "mapped", 587: "mapped", 993: "mapped", 80: "refused", 443: "refused" });
+  expect(r.ports.find((x) => x.port === 443)!.detail).toBe("UPnP: UPnP error 606 (action not authorized): Action not authorized");
+  expect(r.manual).toHaveLength(3);
+});
+
+test("no router protocol answers: every port not tried, all manual", async () => {
+  const r = await mapRouterPorts(config, opts(), log);
+  expect(r.natpmp).toBe("no answer");
+  expect(r.upnp).toBe("not found");
+  expect(new Set(r.ports.map((p) => p.status))).toEqual(new Set(["not-tried"]));
+  expect(r.ports[0]!.detail).toBe("the router answered neither NAT-PMP nor UPnP");
+  expect(r.manual).toHaveLength(6);
+  expect(r.manual[5]).toBe("Forward TCP port 443 (HTTPS: the panel, MTA-STS policy, autoconfig) to 192.168.1.20 port 443.");
+});
+
+test("no gateway, and ports we do not listen on", async () => {
+  const r = await mapRouterPorts({ ...config, listeners: [{ name: "x", ips: ["0.0.0.0"], smtp: { port: 2525 } }] }, opts({ gateway: () => null }), log);
+  expect(r.gateway).toBeNull();
+  expect(r.ports.find((p) => p.port === 25)).toMatchObject({ status: "not-tried", internalPort: 2525, detail: "no default gateway (router) found" });
+  expect(r.ports.find((p) => p.port === 993)).toMatchObject({ status: "not-tried", internalPort: null, detail: "no listener serves this port" });
+  expect(r.manual).toEqual(["Forward TCP port 25 (SMTP: receiving mail from other servers) to this box's LAN address port 2525."]);
+});
+
+test("the mapper renews at half the shortest lifetime", async () => {
+  pmp = await startFakeNatPmp();
+  const m = new RouterPortMapper(config, opts({ lifetime: 1 }), log);
+  try {
+    await m.run();
+    const first = pmp.requests.filter((q) => q.opcode === 2).length;
+    expect(first).toBe(6);
+    await Bun.sleep(800);
+    expect(pmp.requests.filter((q) => q.opcode === 2).length).toBeGreaterThanOrEqual(12);
+  } finally {
+    m.close();
+  }
+});
+
+let h: WebHarness | null = null;
+afterAll(async () => {
+  await h?.close();
+});
+
+test("admin API: routerPorts before and after mapRouterPorts; unavailable without a mapper", async () => {
+  pmp = await startFakeNatPmp({ refuse: [25] });
+  h = await startWeb({ portMapping: opts({ natpmpPort: pmp.port, ssdp: { address: "127.0.0.1", port: silentPort } }) });
+  const c = new Client(h.http);
+  const csrf = (await c.api("/setup/", "setAdminPassword", { password: "router admin pw" })).body.csrf as string;
+  let r = await c.api("/admin/", "routerPorts", {}, { csrf });
+  expect(r.body).toMatchObject({ available: true, report: null });
+  expect(r.body.ports.map((p: { port: number }) => p.port)).toEqual([25, 465, 587, 993, 80, 443]);
+  r = await c.api("/admin/", "mapRouterPorts", {}, { csrf });
+  expect(r.status).toBe(200);
+  // The harness listens on ephemeral HTTP/HTTPS ports only: those are mapped, the mail ports have no listener.
+  expect(statuses(r.body.report)).toEqual({ 25: "not-tried", 465: "not-tried", 587: "not-tried", 993: "not-tried", 80: "mapped", 443: "mapped" });
+  expect((await c.api("/admin/", "routerPorts", {}, { csrf })).body.report.at).toBe(r.body.report.at);
+  await h.close();
+  h = await startWeb();
+  const c2 = new Client(h.http);
+  const csrf2 = (await c2.api("/setup/", "setAdminPassword", { password: "router admin pw" })).body.csrf as string;
+  expect((await c2.api("/admin/", "routerPorts", {}, { csrf: csrf2 })).body.available).toBe(false);
+  r = await c2.api("/admin/", "mapRouterPorts", {}, { csrf: csrf2 });
+  expect(r.status).toBe(400);
+  expect(r.body.message).toContain("forward the ports by hand");
+});
