@@ -33,6 +33,8 @@ export async function startServer(opts: {
   store: Store;
   tls: { certPem: string; keyPem: string } | null;
   log: Logger;
+  /** The device's A/B slots and update state for the panel's System page (serve on the device). */
+  updateStatus?: (() => Promise<unknown>) | null;
   /** MX verdicts and filing; absent: no checks (localserve). */
   incoming?: IncomingChecks | null;
   /** Start the outgoing queue with these options (submission then relays to other domains). */
@@ -77,6 +79,7 @@ export async function startServer(opts: {
       acme: acme?.web ?? null,
       queue: queue ? { qs: queue.qs, kick: () => queue!.kick() } : null,
       logRing: opts.logRing ?? null,
+      updateStatus: opts.updateStatus ?? null,
     });
   } catch (e) {
     await imap.close();

@@ -99,6 +99,11 @@ export async function run(args: string[]): Promise<number> {
       logRing: logRing.ring,
       log,
       incoming: makeIncoming(config, store, resolver, log),
+      // Slots and update state for the panel's System page; off the device this says why.
+      updateStatus: async () => {
+        const [{ device }, { updateStatus }] = await Promise.all([import("./update.ts"), import("../src/system/update.ts")]);
+        return updateStatus(await device());
+      },
       queue: { remote: dnsbl ? dnsbl.counting(makeTransport(config, resolver, log, store)) : makeTransport(config, resolver, log, store), sign: makeDkimSigner(config, store) },
     });
   } catch (e) {

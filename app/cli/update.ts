@@ -66,7 +66,8 @@ interface Flags {
 
 class UsageError extends Error {}
 
-async function device(f: Flags): Promise<UpdateDevice> {
+/** The running device as the update code sees it (flags override /proc paths); throws UpdateError "device" off the device. */
+export async function device(f: Flags = {}): Promise<UpdateDevice> {
   const cmdline = await readFile(f.cmdline ?? "/proc/cmdline", "utf8");
   const booted = bootedSlotFromCmdline(cmdline);
   if (!booted) throw new UpdateError("device", "the kernel command line has no letterbox.slot=A|B: not booted by the Letterbox boot script");

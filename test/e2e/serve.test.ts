@@ -24,6 +24,7 @@ import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
 import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
 import { SmtpClient } from "../helpers/smtp-client.ts";
+import { Client } from "../web/harness.ts";
 import { loadOrCreateDkimKey } from "../../app/src/tls/dkim-keys.ts";
 import { dkimSign } from "../../app/src/dkim/index.ts";
 
@@ -45,7 +46,7 @@ while True:
 function notifications(): string[] {
   return notify.stdoutLines.filter((l) => l.startsWith("got ")).map((l) => JSON.parse(l.slice(4)) as string);
 }
-const ports = { smtp: 0, submission: 0, submissions: 0 };
+const ports = { smtp: 0, submission: 0, submissions: 0, http: 0 };
 const ACCOUNT = "alice@example.test";
 const PASSWORD = "correct horse battery";
 
@@ -74,6 +75,7 @@ beforeAll(async () => {
   ports.smtp = await randomFreePort();
   ports.submission = await randomFreePort();
   ports.submissions = await randomFreePort();
+  ports.http = await randomFreePort();
   const config = join(tmp.path, "letterbox.toml");
   writeFileSync(
     config,
@@ -90,6 +92,7 @@ ips = ["127.0.0.1"]
 smtp = ${ports.smtp}
 submission = ${ports.submission}
 submissions = ${ports.submissions}
+http = ${ports.http}
 
 [limits]
 exempt_loopback = true
@@ -237,6 +240,15 @@ test("serve: watches our own public IP on the configured DNSBLs", async () => {
   const deadline = Date.now() + 5000;
   while (!server.stdoutLines.some((l) => l.includes("our IP is listed on a DNSBL")) && Date.now() < deadline) await Bun.sleep(50);
   expect(server.stdoutLines.find((l) => l.includes("our IP is listed on a DNSBL"))).toMatch(/192\.0\.2\.1.*bl\.test|bl\.test.*192\.0\.2\.1/);
+});
+
+test("serve: the panel's System page says why there is no A/B update status off the device", async () => {
+  const c = new Client(`http://127.0.0.1:${ports.http}`, { host: `localhost:${ports.http}` });
+  const set = await c.api("/setup/", "setAdminPassword", { password: "serve admin password" });
+  expect(set.status).toBe(200);
+  const sys = await c.api("/admin/", "system", {}, { csrf: set.body.csrf as string });
+  expect(sys.status).toBe(200);
+  expect(sys.body.updateError).toMatch(/not booted by the Letterbox boot script|letterbox\.slot/);
 });
 
 test("serve: tells systemd it is ready and feeds the watchdog", async () => {
