@@ -16,6 +16,7 @@
  * tests inject fakes and never contact real hosts. `runChecks` runs them in
  * order, feeding the public IP to the checks that need it.
  */
+import { checkDnsbls } from "../dnsbl/check.ts";
 import { connect } from "node:net";
 import { Resolver } from "../dns/index.ts";
 import type { RecordType } from "./dns-records.ts";
@@ -43,16 +44,30 @@ export interface ConnectivityChecks {
 /** DNS blocklists checked by default. */
 export const DEFAULT_BLOCKLISTS = ["zen.spamhaus.org", "bl.spamcop.net"] as const;
 
+/** Where the device checks look; defaults are the public services, tests point them at fakes. */
+export interface DeviceCheckTargets {
+  /** The local validating resolver. */
+  resolver?: Resolver;
+  /** Answers myip.opendns.com with the asker's address (OpenDNS must be asked directly). */
+  myIpServer?: { host: string; port: number };
+  /** A host that accepts SMTP on port `smtpProbePort`; default: gmail.com's first MX. */
+  smtpProbeHost?: string;
+  smtpProbePort?: number;
+  /** A DNSSEC-signed name, and one whose signatures are broken on purpose. */
+  dnssecGood?: string;
+  dnssecBroken?: string;
+  blocklists?: readonly string[];
+}
+
 /**
  * The checks as they run on the device: through the local validating
- * resolver (dns room) and one outbound TCP connection. Only used outside tests.
+ * resolver (dns room) and one outbound TCP connection.
  */
-export function deviceChecks(opts: { resolver?: Resolver; smtpProbeHost?: string } = {}): ConnectivityChecks {
+export function deviceChecks(opts: DeviceCheckTargets = {}): ConnectivityChecks {
   const dns = opts.resolver ?? new Resolver();
   return {
     async publicIp() {
-      // OpenDNS answers myip.opendns.com with the asker's address; must be asked directly.
-      const r = new Resolver({ servers: [{ host: "208.67.222.222", port: 53 }], cache: false });
+      const r = new Resolver({ servers: [opts.myIpServer ?? { host: "208.67.222.222", port: 53 }], cache: false });
       const a = await r.lookup("myip.opendns.com", "A");
       return a.records[0] ?? null;
     },
@@ -60,7 +75,7 @@ export function deviceChecks(opts: { resolver?: Resolver; smtpProbeHost?: string
       const host = opts.smtpProbeHost ?? (await dns.lookupMX("gmail.com")).hosts[0]?.host;
       if (!host) return false;
       return new Promise<boolean>((resolve) => {
-        const s = connect({ host, port: 25 });
+        const s = connect({ host, port: opts.smtpProbePort ?? 25 });
         const done = (ok: boolean) => {
           s.removeAllListeners();
           s.on("error", () => {});
@@ -73,26 +88,18 @@ export function deviceChecks(opts: { resolver?: Resolver; smtpProbeHost?: string
       });
     },
     async dnssecValidates() {
-      const good = await dns.lookup("internetsociety.org", "A");
+      const good = await dns.lookup(opts.dnssecGood ?? "internetsociety.org", "A");
       let badFails = false;
       try {
-        await dns.lookup("dnssec-failed.org", "A");
+        await dns.lookup(opts.dnssecBroken ?? "dnssec-failed.org", "A");
       } catch {
         badFails = true; // SERVFAIL from a validating resolver
       }
       return good.authentic && badFails;
     },
     async blocklistsListing(ip) {
-      const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(ip);
-      if (!m) return [];
-      const rev = `${m[4]}.${m[3]}.${m[2]}.${m[1]}`;
-      const listed: string[] = [];
-      for (const zone of DEFAULT_BLOCKLISTS) {
-        const r = await dns.lookup(`${rev}.${zone}`, "A");
-        // RFC 5782 §2.1: a listing is an A record in 127.0.0.0/8.
-        if (r.records.some((a) => a.startsWith("127."))) listed.push(zone);
-      }
-      return listed;
+      const results = await checkDnsbls(dns, opts.blocklists ?? DEFAULT_BLOCKLISTS, ip);
+      return results.filter((r) => r.status === "fail").map((r) => r.zone);
     },
     async reverseNames(ip) {
       const r = await dns.lookupPTR(ip);

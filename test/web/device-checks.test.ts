@@ -1,0 +1,67 @@
+/**
+ * The setup page's connectivity checks as they run on the device
+ * (deviceChecks), pointed at servers of this test on 127.0.0.1: a DNS server
+ * standing for the validating resolver and for OpenDNS's myip service, and an
+ * SMTP listener standing for a remote port 25. Nothing leaves the machine.
+ */
+import { test, expect, afterAll } from "bun:test";
+import { deviceChecks, runChecks } from "../../app/src/web/checks.ts";
+import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
+
+const zones: ZoneDns[] = [];
+const listeners: { stop(): void }[] = [];
+afterAll(async () => {
+  for (const z of zones) await z.close();
+  for (const l of listeners) l.stop();
+});
+
+async function setup(opts: { listed: boolean; smtpOpen: boolean }) {
+  const resolverZone = await startZoneDns(
+    new Map([
+      ["signed.test", [{ type: "A", data: "192.0.2.80" }]],
+      // A CNAME loop is SERVFAIL here: what a validating resolver answers for broken signatures.
+      ["broken.test", [{ type: "CNAME", data: "broken2.test" }]],
+      ["broken2.test", [{ type: "CNAME", data: "broken.test" }]],
+      ["55.2.0.192.in-addr.arpa", [{ type: "PTR", data: "mail.example.test." }]],
+      ...(opts.listed ? [["55.2.0.192.bl.test", [{ type: "A", data: "127.0.0.2" }]] as const] : []),
+    ] as [string, never][]),
+  );
+  resolverZone.authentic = true;
+  const myIp = await startZoneDns(new Map([["myip.opendns.com", [{ type: "A", data: "192.0.2.55" }]]]));
+  zones.push(resolverZone, myIp);
+  let smtpPort = 1; // nothing listens on port 1 of 127.0.0.1: "blocked"
+  if (opts.smtpOpen) {
+    const l = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open(s) { s.write("220 test\r\n"); s.end(); }, data() {} } });
+    listeners.push(l);
+    smtpPort = l.port;
+  }
+  return deviceChecks({
+    resolver: resolverZone.resolver(),
+    myIpServer: { host: "127.0.0.1", port: myIp.port },
+    smtpProbeHost: "127.0.0.1",
+    smtpProbePort: smtpPort,
+    dnssecGood: "signed.test",
+    dnssecBroken: "broken.test",
+    blocklists: ["bl.test"],
+  });
+}
+
+test("a healthy connection: public IP, port 25 open, DNSSEC validating, not listed, reverse DNS matches", async () => {
+  const c = await setup({ listed: false, smtpOpen: true });
+  expect(await c.publicIp()).toBe("192.0.2.55");
+  expect(await c.outboundPort25()).toBe(true);
+  expect(await c.dnssecValidates()).toBe(true);
+  expect(await c.blocklistsListing("192.0.2.55")).toEqual([]);
+  expect(await c.reverseNames("192.0.2.55")).toEqual(["mail.example.test"]);
+  const results = await runChecks(c, "mail.example.test");
+  expect(results.map((r) => r.status).every((s) => s === "ok")).toBe(true);
+});
+
+test("port 25 blocked and the IP listed are reported, the other checks still run", async () => {
+  const c = await setup({ listed: true, smtpOpen: false });
+  expect(await c.outboundPort25()).toBe(false);
+  expect(await c.blocklistsListing("192.0.2.55")).toEqual(["bl.test"]);
+  const results = await runChecks(c, "mail.example.test");
+  expect(results.length).toBeGreaterThanOrEqual(5);
+  expect(results.filter((r) => r.status !== "ok").length).toBeGreaterThanOrEqual(2);
+});
