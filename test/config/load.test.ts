@@ -78,6 +78,7 @@ test.each([
   ["dnsbl zone", GOOD + '\n[incoming]\ndnsbl_zones = ["bad zone!"]\n', "incoming.dnsbl_zones[0]", /invalid domain/],
   ["route to an unknown smarthost", GOOD + '\n[[delivery.routes]]\nto_domain = "gmail.com"\nvia = "nowhere"\n', "delivery.routes[0].via", /no \[delivery.smarthosts.nowhere\]/],
   ["route matching everything", GOOD + '\n[[delivery.routes]]\nvia = "direct"\n', "delivery.routes[0]", /at least one of/],
+  ["both :: and 0.0.0.0", GOOD.replace('["127.0.0.1", "::1"]', '["0.0.0.0", "::"]'), "listeners.public.ips", /dual-stack/],
   ["implicit TLS without [tls]", GOOD.replace(/\[tls\][^[]*/, ""), "listeners.public.submissions", /needs TLS/],
 ])("%s is refused with file, key and reason", async (_name, text, key, reason) => {
   const ps = await problems(text);

@@ -240,6 +240,11 @@ export function validateConfig(file: string, raw: Table): Config {
           else l.ips.push(ip);
         });
       }
+      // On Linux "::" is dual-stack: it takes the IPv4 port too, so "0.0.0.0"
+      // beside it could never be bound.
+      if (l.ips.includes("::") && l.ips.includes("0.0.0.0")) {
+        c.fail(key + ".ips", `"::" already listens on IPv4 too (dual-stack); list "::" alone, or "0.0.0.0" alone for IPv4 only`);
+      }
       for (const svc of SERVICES) {
         // Port 0 asks the system for a free port (used by tests).
         const port = c.int(`${key}.${svc}`, t[svc], 0, 65535);

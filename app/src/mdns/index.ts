@@ -16,7 +16,7 @@
  * 3. The file is written to a temporary name and renamed into place, so
  *    avahi never reads half a file.
  */
-import { existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** Where Debian's avahi-daemon reads static services. */
@@ -66,6 +66,9 @@ export class SetupAdvertiser {
   publish(): void {
     const tmp = join(this.servicesDir, `.${SETUP_SERVICE_FILE}.tmp`);
     writeFileSync(tmp, avahiServiceXml(this.service), { mode: 0o644 });
+    // The service's UMask=0077 narrows the mode given at creation: avahi runs as
+    // its own user and must read the file.
+    chmodSync(tmp, 0o644);
     renameSync(tmp, this.file);
   }
 
