@@ -12,6 +12,24 @@
 # Missing variables (a fresh card, or an environment that failed its CRC and
 # was replaced by U-Boot's default) mean: "A B", 3 tries each.
 
+# Where the environment lives. On the Pi, Debian's rpi_arm64 U-Boot keeps it
+# in uboot.env on the config partition (CONFIG_ENV_IS_IN_FAT): U-Boot loaded
+# it before this script, and saveenv writes it. Debian's qemu_arm64 U-Boot
+# (the boot test, test/image/) keeps its own in flash, so there the script
+# reads and writes the same uboot.env file itself, the one
+# `letterbox update` writes (rootfs-overlay/etc/fw_env.config).
+if test "${board}" = "qemu-arm"; then
+  # A missing or torn file (CRC) leaves the variables unset: the defaults below apply.
+  # (Staged at kernel_addr_r: scriptaddr holds this script, and the kernel comes later.)
+  if load ${devtype} ${devnum}:1 ${kernel_addr_r} uboot.env; then
+    env import -c ${kernel_addr_r} 0x4000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+  fi
+  setenv lb_console "console=ttyAMA0,115200"
+  setenv lb_saveenv 'env export -c -s 0x4000 ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT lb_console; fatwrite ${devtype} ${devnum}:1 ${kernel_addr_r} uboot.env 0x4000'
+else
+  setenv lb_saveenv saveenv
+fi
+
 test -n "${BOOT_ORDER}" || setenv BOOT_ORDER "A B"
 test -n "${BOOT_A_LEFT}" || setenv BOOT_A_LEFT 3
 test -n "${BOOT_B_LEFT}" || setenv BOOT_B_LEFT 3
@@ -43,13 +61,13 @@ if test -z "${lb_slot}"; then
   setenv BOOT_ORDER "A B"
   setenv BOOT_A_LEFT 3
   setenv BOOT_B_LEFT 3
-  saveenv
+  run lb_saveenv
   reset
 fi
 
 # The decremented counter is on disk before the kernel starts: a kernel that
 # hangs or panics (panic=10), or a system the watchdog resets, has used its try.
-saveenv
+run lb_saveenv
 
 # devtype/devnum come from the distro boot scan that found this script
 # (mmc 0 on a Pi, virtio 0 under qemu -M virt).
