@@ -1259,7 +1259,6 @@ export class Session implements ConnHandler {
     const acc = this.account!.id;
     const imap = this.ctx.imap;
     const store = this.ctx.store;
-    const envQ = store.db.query("SELECT envelope FROM messages WHERE id = ?");
     return sel.msgs.slice(from, to).map((m, j) => {
       const i = from + j;
       let data: Uint8Array | null = null;
@@ -1278,7 +1277,7 @@ export class Session implements ConnHandler {
       };
       const structure = (): MimePart => {
         if (root === null) {
-          const r = store.db.query("SELECT structure FROM messages WHERE id = ?").get(m.id) as { structure: string | null } | null;
+          const r = imap.storedMeta(m.id, { structure: true });
           root = r?.structure ? structureFromJson(r.structure) : null;
           if (root === null) {
             const d = file();
@@ -1297,7 +1296,7 @@ export class Session implements ConnHandler {
       };
       const storedFields = (): HeaderField[] => {
         if (stored === null) {
-          const r = envQ.get(m.id) as { envelope: string | null } | null;
+          const r = imap.storedMeta(m.id, { envelope: true });
           stored = r?.envelope ? envelopeFields(r.envelope) : headerFields();
         }
         return stored;
@@ -1422,8 +1421,7 @@ export class Session implements ConnHandler {
     const withModseq = this.condstore && (a.changedSince !== null || items.some((i) => i.item === "MODSEQ"));
     // Only the stored columns this FETCH needs (the structure JSON can be large).
     const wantStructure = items.some((i) => i.item === "BODYSTRUCTURE" || i.item === "BODY");
-    const cols = [wantStructure ? "structure" : "'' AS structure", items.some((i) => i.item === "ENVELOPE") ? "envelope" : "'' AS envelope", items.some((i) => i.item === "PREVIEW") ? "preview" : "'' AS preview"];
-    const metaQ = this.ctx.store.db.query(`SELECT ${cols.join(", ")} FROM messages WHERE id = ?`);
+    const wantMeta = { structure: wantStructure, envelope: items.some((i) => i.item === "ENVELOPE"), preview: items.some((i) => i.item === "PREVIEW") };
     // Mark \Seen first (one transaction, RFC 9051 §6.4.5: BODY[] sets \Seen) so the responses carry the new flags.
     const seenSet = new Set<number>();
     if (setsSeen) {
@@ -1442,7 +1440,7 @@ export class Session implements ConnHandler {
       type Meta = { structure: string | null; envelope: string | null; preview: string | null };
       let meta: Meta | null = null;
       if (needMeta) {
-        const got = metaQ.get(m.id) as Meta | null;
+        const got: Meta | null = this.ctx.imap.storedMeta(m.id, wantMeta);
         meta = got;
         if (!got || got.structure === null || got.envelope === null || got.preview === null) {
           try {
@@ -1470,7 +1468,7 @@ export class Session implements ConnHandler {
       let rootCache: MimePart | null = null;
       const root = async (): Promise<MimePart> => {
         if (rootCache) return rootCache;
-        const s = meta?.structure || ((this.ctx.store.db.query("SELECT structure FROM messages WHERE id = ?").get(m.id) as { structure: string | null } | null)?.structure ?? null);
+        const s = meta?.structure || (this.ctx.imap.storedMeta(m.id, { structure: true })?.structure ?? null);
         rootCache = s ? structureFromJson(s) : structureFromJson((await this.ctx.imap.meta(acc, m.id)).structure);
         return rootCache;
       };

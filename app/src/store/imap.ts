@@ -21,6 +21,7 @@
  *    messages move to the new name, a new empty INBOX appears).
  * 6. Subscriptions (RFC 9051 §6.3.7) are names, independent of mailboxes.
  */
+import type { Database } from "bun:sqlite";
 import { unlink } from "node:fs/promises";
 import { StoreError, type SpecialUse } from "./api.ts";
 import { FLAG_DELETED, FLAG_SEEN } from "./flags.ts";
@@ -152,6 +153,24 @@ export class ImapStore {
     const m = computeMeta(await this.store.readMessage({ accountId, id }));
     this.db.query("UPDATE messages SET structure = ?, envelope = ?, preview = ? WHERE id = ?").run(m.structure, m.envelope, m.preview, id);
     return m;
+  }
+
+  private readonly storedMetaQ = new Map<string, ReturnType<Database["query"]>>();
+
+  /**
+   * Only the stored meta columns asked for (the structure JSON can be large):
+   * those not wanted come back as "", the wanted ones as stored (null when
+   * not computed yet; `meta()` computes them). Null when there is no row.
+   */
+  storedMeta(id: number, want: { structure?: boolean; envelope?: boolean; preview?: boolean }): { structure: string | null; envelope: string | null; preview: string | null } | null {
+    const key = `${want.structure ? 1 : 0}${want.envelope ? 1 : 0}${want.preview ? 1 : 0}`;
+    let q = this.storedMetaQ.get(key);
+    if (!q) {
+      const cols = [want.structure ? "structure" : "'' AS structure", want.envelope ? "envelope" : "'' AS envelope", want.preview ? "preview" : "'' AS preview"];
+      q = this.db.query(`SELECT ${cols.join(", ")} FROM messages WHERE id = ?`);
+      this.storedMetaQ.set(key, q);
+    }
+    return q.get(id) as { structure: string | null; envelope: string | null; preview: string | null } | null;
   }
 
   /** Stored meta of many messages at once (FETCH 1:* ENVELOPE); missing ones are computed. */
