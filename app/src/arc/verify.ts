@@ -21,7 +21,7 @@ import { createHash, verify as cryptoVerify } from "node:crypto";
 import { DnsError } from "../dns/error.ts";
 import type { DnsResult, RRType } from "../dns/types.ts";
 import { parseHeaderSection, type HeaderField } from "../smtp/header.ts";
-import { canonicalizeBody, canonicalizeHeaderField, type Canonicalization } from "../dkim/canon.ts";
+import { canonicalizeBody, canonicalizeHeaderField, withEmptyB, type Canonicalization } from "../dkim/canon.ts";
 import { parseKeyRecord, parseTagList, type DkimKeyRecord } from "../dkim/verify.ts";
 
 export interface ArcDns {
@@ -107,29 +107,6 @@ export function arcSets(headers: readonly HeaderField[]): ArcSetFields[] {
     out.push({ aar: s["arc-authentication-results"], ams: s["arc-message-signature"], seal: s["arc-seal"] });
   }
   return out;
-}
-
-/** The field's raw text with the b= value removed, the rest exactly as it is (as DKIM §3.5, for AMS and AS alike). */
-export function withEmptyB(raw: string): string {
-  let pos = raw.indexOf(":") + 1;
-  while (pos <= raw.length) {
-    const semi = raw.indexOf(";", pos);
-    const end = semi < 0 ? raw.length : semi;
-    const seg = raw.slice(pos, end);
-    const eq = seg.indexOf("=");
-    if (eq >= 0 && seg.slice(0, eq).replace(/[ \t\r\n]+/g, "") === "b") {
-      let valueEnd = end;
-      // Keep the field's own line ending when b= is the last tag.
-      if (semi < 0) {
-        const m = /\r?\n$/.exec(raw);
-        if (m) valueEnd = raw.length - m[0].length;
-      }
-      return raw.slice(0, pos + eq + 1) + raw.slice(valueEnd);
-    }
-    if (semi < 0) break;
-    pos = semi + 1;
-  }
-  return raw;
 }
 
 function tags(f: HeaderField, required: readonly string[]): Map<string, string> {

@@ -47,3 +47,30 @@ export function canonicalizeHeaderField(c: Canonicalization, raw: Uint8Array): s
   if (c === "simple") return text.endsWith("\n") ? text : text + "\r\n";
   return canonicalizeHeaderRelaxed(text) + "\r\n";
 }
+
+/**
+ * RFC 6376 §3.5 b=: the signature field's raw text with the b= value
+ * deleted and the rest left exactly as it is (what a DKIM-Signature, an
+ * ARC-Message-Signature and an ARC-Seal sign over themselves).
+ */
+export function withEmptyB(raw: string): string {
+  let pos = raw.indexOf(":") + 1;
+  while (pos <= raw.length) {
+    const semi = raw.indexOf(";", pos);
+    const end = semi < 0 ? raw.length : semi;
+    const seg = raw.slice(pos, end);
+    const eq = seg.indexOf("=");
+    if (eq >= 0 && seg.slice(0, eq).replace(/[ \t\r\n]+/g, "") === "b") {
+      // Keep the field's own line ending when b= is the last tag.
+      let valueEnd = end;
+      if (semi < 0) {
+        const m = /\r?\n$/.exec(raw);
+        if (m) valueEnd = raw.length - m[0].length;
+      }
+      return raw.slice(0, pos + eq + 1) + raw.slice(valueEnd);
+    }
+    if (semi < 0) break;
+    pos = semi + 1;
+  }
+  return raw;
+}

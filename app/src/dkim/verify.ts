@@ -33,7 +33,7 @@ import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } f
 import { DnsError } from "../dns/error.ts";
 import type { DnsResult, RRType } from "../dns/types.ts";
 import { parseHeaderSection, type HeaderField } from "../smtp/header.ts";
-import { canonicalizeBody, canonicalizeHeaderField, type Canonicalization } from "./canon.ts";
+import { canonicalizeBody, canonicalizeHeaderField, withEmptyB, type Canonicalization } from "./canon.ts";
 
 /** RFC 8601 §2.7.1 DKIM results, per signature. */
 export type DkimResult = "pass" | "fail" | "neutral" | "temperror" | "permerror" | "policy";
@@ -261,30 +261,6 @@ export function parseKeyRecord(txt: string): DkimKeyRecord {
   }
   const bits = k === "rsa" ? (key.asymmetricKeyDetails?.modulusLength ?? null) : null;
   return { keyType: k, hashes, key, bits, testing: flags.includes("y"), strict: flags.includes("s") };
-}
-
-/** §3.5 b=: the signature field with the b= value deleted, the rest left exactly as it is. */
-function withEmptyB(raw: string): string {
-  const colon = raw.indexOf(":");
-  let pos = colon + 1;
-  while (pos <= raw.length) {
-    const semi = raw.indexOf(";", pos);
-    const end = semi < 0 ? raw.length : semi;
-    const seg = raw.slice(pos, end);
-    const eq = seg.indexOf("=");
-    if (eq >= 0 && seg.slice(0, eq).replace(/[ \t\r\n]+/g, "") === "b") {
-      // Keep the field's own line ending when b= is the last tag.
-      let valueEnd = end;
-      if (semi < 0) {
-        const m = /\r?\n$/.exec(raw);
-        if (m) valueEnd = raw.length - m[0].length;
-      }
-      return raw.slice(0, pos + eq + 1) + raw.slice(valueEnd);
-    }
-    if (semi < 0) break;
-    pos = semi + 1;
-  }
-  return raw;
 }
 
 const latin1 = new TextDecoder("latin1");
