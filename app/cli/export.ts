@@ -7,8 +7,10 @@
  *    (DIR/Archive/2024.mbox for "Archive/2024") or one maildir per mailbox
  *    (DIR/Archive/2024/{cur,new,tmp}).
  * 3. The message bytes are exported exactly (mbox: with LF line endings and
- *    mboxrd "From " quoting, both undone by `letterbox import`); maildir keeps
- *    flags and up to 26 keywords in the file names (app/src/store/maildir.ts).
+ *    mboxrd "From " quoting, both undone by `letterbox import`). Flags: mbox
+ *    puts them in Status / X-Status / X-Keywords fields in front of the
+ *    header, which import reads and removes (app/src/store/mbox.ts); maildir
+ *    keeps flags and up to 26 keywords in the file names (store/maildir.ts).
  */
 import { parseArgs } from "node:util";
 import { mkdir } from "node:fs/promises";
@@ -43,7 +45,7 @@ async function exportMbox(store: Store, mb: Mailbox, out: string): Promise<numbe
   let n = 0;
   try {
     for await (const { info, data } of store.exportMessages(mb.id)) {
-      await o.write(mboxrdRecord(data, info.receivedAt));
+      await o.write(mboxrdRecord(data, info.receivedAt, undefined, info));
       n++;
     }
   } finally {

@@ -154,7 +154,20 @@ test("export maildir (all mailboxes) then import: bytes, flags, keywords, dates 
     // Export of all mailboxes as mbox: one file per mailbox.
     r = await cli(["export", "mbox", "--dir", d, "--account", "me@example.org", "--out", join(dir, "mboxes")]);
     expect(r.code).toBe(0);
-    expect(readFileSync(join(dir, "mboxes", "Archive", "2024.mbox"), "utf8")).toBe("From MAILER-DAEMON Mon Mar  4 05:06:07 2024\nSubject: b\n\nb\n\n");
+    expect(readFileSync(join(dir, "mboxes", "Archive", "2024.mbox"), "utf8")).toBe("From MAILER-DAEMON Mon Mar  4 05:06:07 2024\nStatus: O\nX-Status: FTD\nSubject: b\n\nb\n\n");
+    // ...and the flags come back with an mbox import, the bytes unchanged.
+    r = await cli(["import", "mbox", "--dir", d, "--account", "me@example.org", "--mailbox", "Back3", join(dir, "mboxes", "Inbox.mbox")]);
+    expect(r.code).toBe(0);
+    const s3 = await openStore(d, { log: new Logger() });
+    try {
+      const acc = s3.getAccount("me@example.org")!;
+      const [m3] = s3.listMessages(s3.getMailbox(acc.id, "Back3")!.id);
+      expect(m3).toMatchObject({ keywords: ["$Junk"], receivedAt: when });
+      expect([...m3!.flags].sort()).toEqual(["\\Answered", "\\Seen"]);
+      expect(dec(await s3.readMessage(m3!))).toBe("Subject: a\r\n\r\nFrom x\r\n");
+    } finally {
+      await s3.close();
+    }
     r = await cli(["export", "maildir", "--dir", d, "--account", "me@example.org", "--mailbox", "Inbox"]);
     expect(r.code).toBe(2);
   } finally {

@@ -80,3 +80,31 @@ test("property: any CRLF messages survive export + import, however the stream is
     { numRuns: 200 },
   );
 });
+
+test("export writes Status/X-Status/X-Keywords in front of the header; import reads and removes them", async () => {
+  const data = enc("Subject: s\r\nFrom: a@example.org\r\n\r\nStatus: RO stays in the body\r\n");
+  const rec = dec(mboxrdRecord(data, new Date(0), undefined, { flags: ["\\Seen", "\\Flagged", "\\Answered"], keywords: ["$Junk", "work"] }));
+  expect(rec).toBe(
+    "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\nStatus: RO\nX-Status: AF\nX-Keywords: $Junk work\nSubject: s\nFrom: a@example.org\n\nStatus: RO stays in the body\n\n",
+  );
+  const [m] = await parseAll([enc(rec)]);
+  expect(dec(m!.data)).toBe(dec(data));
+  expect(m!.flags.sort()).toEqual(["\\Answered", "\\Flagged", "\\Seen"]);
+  expect(m!.keywords).toEqual(["$Junk", "work"]);
+  // unread, no keywords: only "Status: O" (seen by the client as old, unread)
+  const plain = dec(mboxrdRecord(data, new Date(0), undefined, { flags: [], keywords: [] }));
+  expect(plain.split("\n")[1]).toBe("Status: O");
+  const [p] = await parseAll([enc(plain)]);
+  expect(p!.flags).toEqual([]);
+  expect(dec(p!.data)).toBe(dec(data));
+});
+
+test("import: Thunderbird's X-Mozilla-Status and -Keys, folded metadata fields, a message without header", async () => {
+  const text = "From - Mon Jan  1 00:00:00 2024\nX-Mozilla-Status: 0005\nX-Mozilla-Status2: 00000000\nX-Mozilla-Keys: todo\nX-Keywords: a,\n b\nSubject: t\n\nbody\n\nFrom - Mon Jan  1 00:00:00 2024\n\nStatus: R\n";
+  const [a, b] = await parseAll([enc(text)]);
+  expect(dec(a!.data)).toBe("Subject: t\r\n\r\nbody\r\n");
+  expect(a!.flags.sort()).toEqual(["\\Flagged", "\\Seen"]);
+  expect(a!.keywords.sort()).toEqual(["a", "b", "todo"]);
+  expect(dec(b!.data)).toBe("\r\nStatus: R\r\n"); // no header: the body's "Status:" line is content
+  expect(b!.flags).toEqual([]);
+});

@@ -12,9 +12,17 @@
  * Line endings: mbox files use LF (RFC 4155 §2: "the local system's line
  * ending"); messages in the store use CRLF (RFC 5322 §2.1). Export turns CRLF
  * into LF, import turns LF into CRLF, so a stored message survives a round
- * trip byte for byte. Flags: we write no Status headers (that would change
- * the message); on import the Status, X-Status and X-Keywords headers that
- * mutt, Thunderbird or Dovecot wrote are read into flags, bytes unchanged.
+ * trip byte for byte.
+ *
+ * Flags (no RFC; the conventions of mutt, Dovecot and Thunderbird): export
+ * puts them in front of the header as "Status" (R = \Seen, O = not \Recent),
+ * "X-Status" (A, F, T, D) and "X-Keywords" fields, as Dovecot's mbox does, so
+ * a mail client opening the file sees what was read, answered and flagged.
+ * These fields are the mbox file's metadata, not part of the message: import
+ * reads flags from them (and from Thunderbird's X-Mozilla-Status and
+ * X-Mozilla-Keys) and removes them from the header, so export then import
+ * gives back the stored bytes and the flags. A message that itself carried
+ * such a field loses it on import, as it would in Dovecot.
  */
 
 const LF = 0x0a;
@@ -48,8 +56,8 @@ function isFromLine(b: Uint8Array, from: number, to: number, minQuotes: number):
  * One mboxrd record: From_ line, the message with CRLF → LF and /^>*From /
  * lines quoted, a final newline if missing, and the empty separator line.
  */
-export function mboxrdRecord(data: Uint8Array, receivedAt: Date, sender = "MAILER-DAEMON"): Uint8Array {
-  const head = new TextEncoder().encode(`From ${sender} ${asctime(receivedAt)}\n`);
+export function mboxrdRecord(data: Uint8Array, receivedAt: Date, sender = "MAILER-DAEMON", flags?: MboxFlags): Uint8Array {
+  const head = new TextEncoder().encode(`From ${sender} ${asctime(receivedAt)}\n${flags ? statusFields(flags) : ""}`);
   const out = new Uint8Array(head.length + data.length * 2 + 2);
   out.set(head);
   let o = head.length;
@@ -68,6 +76,23 @@ export function mboxrdRecord(data: Uint8Array, receivedAt: Date, sender = "MAILE
   }
   out[o++] = LF;
   return out.subarray(0, o);
+}
+
+/** Flags (system flags with backslash) and keywords of one message. */
+export interface MboxFlags {
+  flags: readonly string[];
+  keywords: readonly string[];
+}
+
+/** The Status / X-Status / X-Keywords fields of flags, LF line endings (see the top of this file). */
+export function statusFields(f: MboxFlags): string {
+  const has = (x: string) => f.flags.some((y) => y.toLowerCase() === x.toLowerCase());
+  let out = `Status: ${has("\\Seen") ? "R" : ""}O\n`;
+  const x = (has("\\Answered") ? "A" : "") + (has("\\Flagged") ? "F" : "") + (has("\\Draft") ? "T" : "") + (has("\\Deleted") ? "D" : "");
+  if (x) out += `X-Status: ${x}\n`;
+  const kws = f.keywords.filter((k) => /^[^\x00-\x20\x7f(){%*"\\\],]+$/.test(k));
+  if (kws.length) out += `X-Keywords: ${kws.join(" ")}\n`;
+  return out;
 }
 
 export interface MboxMessage {
@@ -107,7 +132,7 @@ export async function* parseMboxrd(chunks: AsyncIterable<Uint8Array> | Iterable<
       data[o++] = LF;
     }
     const { flags, keywords } = flagsFromHeaders(data);
-    return { data, receivedAt: parseFromLineDate(fromLine), flags, keywords };
+    return { data: stripStatusFields(data), receivedAt: parseFromLineDate(fromLine), flags, keywords };
   };
 
   const onLine = function* (line: Uint8Array): Generator<MboxMessage> {
@@ -152,11 +177,57 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Header fields that are mbox metadata, not message content (removed on import). */
+const STATUS_FIELDS = /^(status|x-status|x-keywords|x-mozilla-status|x-mozilla-status2|x-mozilla-keys|x-uid|x-imapbase|x-imap)$/i;
+
+/** Thunderbird's X-Mozilla-Status bits (nsMsgMessageFlags): Read, Replied, Marked, Expunged. */
+const MOZILLA_BITS: [number, string][] = [[0x1, "\\Seen"], [0x2, "\\Answered"], [0x4, "\\Flagged"], [0x8, "\\Deleted"]];
+
+/**
+ * The message without its mbox metadata fields (STATUS_FIELDS) in the
+ * header, continuation lines included; the body and all other bytes as
+ * they were. Returns the same array when there is nothing to remove.
+ */
+export function stripStatusFields(data: Uint8Array): Uint8Array {
+  const headerEnd = findHeaderEnd(data);
+  const keep: [number, number][] = [];
+  let removed = false;
+  let dropping = false;
+  let start = 0;
+  while (start < headerEnd) {
+    let end = data.indexOf(LF, start);
+    end = end === -1 || end >= headerEnd ? headerEnd : end + 1;
+    const first = data[start];
+    if (first === 0x20 || first === 0x09) {
+      if (!dropping) keep.push([start, end]);
+    } else {
+      const colon = data.indexOf(0x3a, start);
+      const name = colon !== -1 && colon < end ? new TextDecoder().decode(data.subarray(start, colon)).trim() : "";
+      dropping = STATUS_FIELDS.test(name);
+      if (dropping) removed = true;
+      else keep.push([start, end]);
+    }
+    start = end;
+  }
+  if (!removed) return data;
+  let size = data.length - headerEnd;
+  for (const [a, b] of keep) size += b - a;
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const [a, b] of keep) {
+    out.set(data.subarray(a, b), o);
+    o += b - a;
+  }
+  out.set(data.subarray(headerEnd), o);
+  return out;
+}
+
 /**
  * Flags from the Status / X-Status / X-Keywords headers that mail clients
  * write into mbox files (no RFC; conventions of mutt, Thunderbird, Dovecot):
  * Status "R" = \Seen; X-Status "A" = \Answered, "F" = \Flagged, "T" = \Draft,
- * "D" = \Deleted; X-Keywords: comma or space separated keywords.
+ * "D" = \Deleted; X-Keywords: comma or space separated keywords;
+ * Thunderbird's X-Mozilla-Status (hex bits) and X-Mozilla-Keys (keywords).
  */
 export function flagsFromHeaders(data: Uint8Array): { flags: string[]; keywords: string[] } {
   const headerEnd = findHeaderEnd(data);
@@ -164,7 +235,7 @@ export function flagsFromHeaders(data: Uint8Array): { flags: string[]; keywords:
   const flags = new Set<string>();
   const keywords: string[] = [];
   for (const line of text.split("\r\n")) {
-    const m = /^(Status|X-Status|X-Keywords):[ \t]*(.*)$/i.exec(line);
+    const m = /^(Status|X-Status|X-Keywords|X-Mozilla-Status|X-Mozilla-Keys):[ \t]*(.*)$/i.exec(line);
     if (!m) continue;
     const name = m[1]!.toLowerCase();
     const value = m[2]!.trim();
@@ -175,6 +246,9 @@ export function flagsFromHeaders(data: Uint8Array): { flags: string[]; keywords:
       if (value.includes("F")) flags.add("\\Flagged");
       if (value.includes("T")) flags.add("\\Draft");
       if (value.includes("D")) flags.add("\\Deleted");
+    } else if (name === "x-mozilla-status") {
+      const bits = /^[0-9a-f]{1,8}$/i.test(value) ? parseInt(value, 16) : 0;
+      for (const [bit, flag] of MOZILLA_BITS) if (bits & bit) flags.add(flag);
     } else {
       for (const k of value.split(/[,\s]+/)) if (/^[^\x00-\x20\x7f(){%*"\\\]]+$/.test(k)) keywords.push(k);
     }
@@ -184,6 +258,7 @@ export function flagsFromHeaders(data: Uint8Array): { flags: string[]; keywords:
 
 /** Offset of the empty line ending the header (or the end of data). */
 function findHeaderEnd(data: Uint8Array): number {
+  if (data[0] === CR && data[1] === LF) return 0; // no header at all
   for (let i = 0; i + 3 < data.length; i++) {
     if (data[i] === CR && data[i + 1] === LF && data[i + 2] === CR && data[i + 3] === LF) return i + 2;
   }
