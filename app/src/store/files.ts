@@ -11,6 +11,7 @@
  *    POSIX fsync(2) on the file does not cover it). New directories also need
  *    their parent fsynced.
  */
+import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, writeSync } from "node:fs";
 import { mkdir, open, readdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
@@ -26,6 +27,34 @@ export function messageRelPath(accountId: number, messageId: number): string {
 /** Directory holding the message file, relative to the data dir. */
 export function shardRelDir(accountId: number, messageId: number): string {
   return join("msg", String(accountId), String(Math.floor(messageId / SHARD_SIZE)));
+}
+
+/**
+ * Replace DIR/NAME atomically and durably with data (small files: keys,
+ * settings): write a temp file in the same directory with exactly `mode`
+ * (fchmod, so neither umask nor a leftover temp file widens it), fsync it,
+ * rename it over NAME, fsync the directory (point 3 above). A crash leaves
+ * the old file or the new one, never a mix; the temp name carries the pid
+ * so two processes do not write into each other's temp file.
+ */
+export function writeFileDurableSync(dir: string, name: string, data: string | Uint8Array, mode: number): void {
+  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
+  const fd = openSync(tmp, "w", mode);
+  try {
+    fchmodSync(fd, mode);
+    if (typeof data === "string") writeSync(fd, data);
+    else writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, name));
+  const dfd = openSync(dir, "r");
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
 }
 
 /** fsync a directory (its entries become durable). */

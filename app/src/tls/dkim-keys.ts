@@ -16,8 +16,9 @@
  *    a KeyObject for the signer.
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileDurableSync } from "../store/files.ts";
 import { normalizeDomain } from "../smtp/address.ts";
 
 export type DkimKeyType = "rsa-2048" | "ed25519";
@@ -53,25 +54,6 @@ export function validSelector(s: string): boolean {
 function ensureDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: DIR_MODE });
   if ((statSync(dir).mode & 0o777) !== DIR_MODE) chmodSync(dir, DIR_MODE);
-}
-
-function writeDurable(dir: string, name: string, data: string): void {
-  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-  const fd = openSync(tmp, "w", FILE_MODE);
-  try {
-    fchmodSync(fd, FILE_MODE);
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-  const dfd = openSync(dir, "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
 }
 
 function describe(domain: string, selector: string, type: DkimKeyType, privateKey: KeyObject): DkimKey {
@@ -127,7 +109,7 @@ export function loadOrCreateDkimKey(dataDir: string, domain: string, selector: s
     ensureDir(join(dataDir, "keys"));
     ensureDir(join(dataDir, "keys", "dkim"));
     ensureDir(dir);
-    writeDurable(dir, name, pem);
+    writeFileDurableSync(dir, name, pem, FILE_MODE);
   } catch (e) {
     throw new DkimKeyError("io", `writing DKIM key ${path}: ${(e as Error).message}`);
   }

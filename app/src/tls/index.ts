@@ -19,9 +19,10 @@
  *      client certificate for a user (CLI, tests).
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from "node:crypto";
-import { closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, existsSync } from "node:fs";
+import { mkdirSync, readFileSync, existsSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
+import { writeFileDurableSync } from "../store/files.ts";
 import { normalizeDomain } from "../smtp/address.ts";
 import { generateCertificate, type GeneratedCertificate } from "./generate.ts";
 
@@ -88,26 +89,6 @@ export function loadTlsFiles(certFile: string, keyFile: string): { certPem: stri
   return { certPem, keyPem };
 }
 
-/** Write a file atomically and durably: temp file, fsync, rename, fsync the directory. */
-function writeFileDurable(dir: string, name: string, data: string, mode: number): void {
-  const tmp = join(dir, `.${name}.tmp`);
-  const fd = openSync(tmp, "w", mode);
-  try {
-    fchmodSync(fd, mode); // A leftover temp file keeps its old mode otherwise.
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-  const dfd = openSync(dir, "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
-}
-
 /** Host names as they go into the certificate: DNS names IDNA lower-case, IP addresses as given; sorted, unique. */
 function canonicalNames(hostnames: string[]): { dns: string[]; ips: string[] } {
   const dns = new Set<string>();
@@ -172,7 +153,7 @@ export async function loadOrCreateSelfSigned(
     usage: "server",
   });
   // Key first: a crash between the two renames leaves a mismatched pair, which the next start detects and replaces.
-  writeFileDurable(dir, SELF_SIGNED_KEY_FILE, generated.keyPem, 0o600);
-  writeFileDurable(dir, SELF_SIGNED_CERT_FILE, generated.certPem, 0o644);
+  writeFileDurableSync(dir, SELF_SIGNED_KEY_FILE, generated.keyPem, 0o600);
+  writeFileDurableSync(dir, SELF_SIGNED_CERT_FILE, generated.certPem, 0o644);
   return { certPem: generated.certPem, keyPem: generated.keyPem, certFile, keyFile };
 }

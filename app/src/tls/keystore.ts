@@ -29,8 +29,9 @@
  * PEM only to their TLS callers.
  */
 import { X509Certificate, createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fchmodSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, statSync, writeSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileDurableSync } from "../store/files.ts";
 import { normalizeDomain } from "../smtp/address.ts";
 
 /** The key types kept per host. */
@@ -77,26 +78,6 @@ export interface TlsaSuggestion {
   /** "3 1 1 <hex>": usage DANE-EE, selector SPKI, matching type SHA-256. */
   value: string;
   keyType: HostKeyType;
-}
-
-/** Write a file atomically and durably: temp file (mode set), fsync, rename, fsync of the directory. */
-function writeDurable(dir: string, name: string, data: string, mode: number): void {
-  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-  const fd = openSync(tmp, "w", mode);
-  try {
-    fchmodSync(fd, mode); // umask or a leftover temp file must not widen the mode.
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-  const dfd = openSync(dir, "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
 }
 
 /** mkdir -p with 0700, tightening an existing directory's mode. */
@@ -177,7 +158,7 @@ export class KeyStore {
     const file = join(dir, "account-key.pem");
     if (existsSync(file)) return this.readKey(file);
     const pem = generateHostKey("account");
-    writeDurable(dir, "account-key.pem", pem, FILE_MODE);
+    writeFileDurableSync(dir, "account-key.pem", pem, FILE_MODE);
     return pem;
   }
 
@@ -198,7 +179,7 @@ export class KeyStore {
   saveAccount(rec: AcmeAccountRecord): void {
     const dir = join(this.dir, "acme", directoryId(rec.directoryUrl));
     ensureDir(dir);
-    writeDurable(dir, "account.json", JSON.stringify(rec, null, 2) + "\n", FILE_MODE);
+    writeFileDurableSync(dir, "account.json", JSON.stringify(rec, null, 2) + "\n", FILE_MODE);
   }
 
   private readKey(file: string): string {
@@ -223,7 +204,7 @@ export class KeyStore {
     ensureDir(dir);
     for (const t of HOST_KEY_TYPES) {
       const file = `${t}.key.pem`;
-      if (!existsSync(join(dir, file))) writeDurable(dir, file, generateHostKey(t), FILE_MODE);
+      if (!existsSync(join(dir, file))) writeFileDurableSync(dir, file, generateHostKey(t), FILE_MODE);
     }
     return h;
   }
@@ -271,7 +252,7 @@ export class KeyStore {
     if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) {
       throw new KeyStoreError("mismatch", `certificate for ${h} (${type}) is not for the stored host key`);
     }
-    writeDurable(this.hostDir(h), `${type}.cert.pem`, chainPem.endsWith("\n") ? chainPem : chainPem + "\n", FILE_MODE);
+    writeFileDurableSync(this.hostDir(h), `${type}.cert.pem`, chainPem.endsWith("\n") ? chainPem : chainPem + "\n", FILE_MODE);
     return { host: h, keyType: type, certPem: chainPem, keyPem, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
   }
 

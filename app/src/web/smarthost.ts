@@ -11,8 +11,9 @@
  * 3. `serve` builds the queue transport at start (app/cli/outgoing.ts): a
  *    smarthost in the config file wins; otherwise this setting is used.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { writeFileDurableSync } from "../store/files.ts";
 import { normalizeDomain } from "../smtp/address.ts";
 import type { WebStore } from "../store/web.ts";
 
@@ -34,24 +35,10 @@ function passwordFile(dataDir: string): string {
   return join(secretsDir(dataDir), "smarthost-password");
 }
 
-/** Write a file atomically and durably with mode 0600. */
+/** Write a file atomically and durably with mode 0600, in a 0700 directory. */
 function writeSecret(dir: string, name: string, data: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, `.${name}.tmp`);
-  const fd = openSync(tmp, "w", 0o600);
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, name));
-  const dfd = openSync(dir, "r");
-  try {
-    fsyncSync(dfd);
-  } finally {
-    closeSync(dfd);
-  }
+  writeFileDurableSync(dir, name, data, 0o600);
 }
 
 /** The stored smarthost, or null when none is set (or the row is unreadable). */
