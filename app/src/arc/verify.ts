@@ -17,12 +17,11 @@
  *    still verifies, so a receiver knows from which hop on the message is
  *    unchanged (1 = unchanged since the first intermediary).
  */
-import { createHash, verify as cryptoVerify } from "node:crypto";
-import { DnsError } from "../dns/error.ts";
+import { createHash } from "node:crypto";
 import type { DnsResult, RRType } from "../dns/types.ts";
 import { parseHeaderSection, type HeaderField } from "../smtp/header.ts";
-import { canonicalizeBody, canonicalizeHeaderField, withEmptyB, type Canonicalization } from "../dkim/canon.ts";
-import { parseKeyRecord, parseTagList, type DkimKeyRecord } from "../dkim/verify.ts";
+import { canonicalizeBody, canonicalizeHeaderField, signedHeaderInput, withEmptyB, type Canonicalization } from "../dkim/canon.ts";
+import { fetchKeyRecord, noFws, parseTagList, verifySignatureBytes, type DkimKeyRecord } from "../dkim/verify.ts";
 
 export interface ArcDns {
   lookup<T extends RRType>(name: string, type: T): Promise<DnsResult<T>>;
@@ -120,25 +119,10 @@ function tags(f: HeaderField, required: readonly string[]): Map<string, string> 
   return t;
 }
 
-const noFws = (s: string) => s.replace(/[ \t\r\n]+/g, "");
-
 async function fetchKey(dns: ArcDns, selector: string, domain: string): Promise<{ key: DkimKeyRecord; authentic: boolean }> {
-  const name = `${selector}._domainkey.${domain}`;
-  let r: DnsResult<"TXT">;
-  try {
-    r = await dns.lookup(name, "TXT");
-  } catch (e) {
-    if (e instanceof DnsError) throw new ArcFail(`DNS ${e.kind} fetching the key at ${name}`);
-    throw e;
-  }
-  for (const txt of r.records) {
-    try {
-      return { key: parseKeyRecord(txt), authentic: r.authentic };
-    } catch {
-      // §6.1.2 (RFC 6376): try the next record.
-    }
-  }
-  throw new ArcFail(`no usable key at ${name}`);
+  const r = await fetchKeyRecord(dns, selector, domain);
+  if (!r.ok) throw new ArcFail(r.reason);
+  return r;
 }
 
 function checkSignature(key: DkimKeyRecord, algorithm: string, input: string, b: string, what: string): void {
@@ -146,27 +130,7 @@ function checkSignature(key: DkimKeyRecord, algorithm: string, input: string, b:
   if (!want) throw new ArcFail(`${what}: algorithm a=${algorithm} not supported`);
   if (key.keyType !== want) throw new ArcFail(`${what}: key type ${key.keyType} does not match a=${algorithm}`);
   if (key.bits !== null && key.bits < MIN_RSA_BITS) throw new ArcFail(`${what}: RSA key of ${key.bits} bits is too short`);
-  const data = Buffer.from(input, "latin1");
-  const sig = Buffer.from(noFws(b), "base64");
-  const ok = want === "rsa" ? cryptoVerify("sha256", data, key.key, sig) : cryptoVerify(null, createHash("sha256").update(data).digest(), key.key, sig);
-  if (!ok) throw new ArcFail(`${what}: signature did not verify`);
-}
-
-/** §5.4.2 of RFC 6376: header fields in h= order, each name taking its instances from the bottom up. */
-function signedHeaders(headers: readonly HeaderField[], names: readonly string[], canon: Canonicalization): string {
-  const byName = new Map<string, HeaderField[]>();
-  for (const h of headers) {
-    const n = h.name.toLowerCase();
-    const l = byName.get(n) ?? [];
-    l.push(h);
-    byName.set(n, l);
-  }
-  let out = "";
-  for (const n of names) {
-    const h = byName.get(n)?.pop();
-    if (h) out += canonicalizeHeaderField(canon, h.raw);
-  }
-  return out;
+  if (!verifySignatureBytes(key, input, Buffer.from(noFws(b), "base64"))) throw new ArcFail(`${what}: signature did not verify`);
 }
 
 /** §4.1.2: verify one ARC-Message-Signature like a DKIM signature. Returns the key's authenticity. */
@@ -184,7 +148,7 @@ export async function verifyAms(dns: ArcDns, set: ArcSetFields, headers: readonl
   const bh = createHash("sha256").update(canonicalizeBody(bodyCanon, body)).digest();
   if (!bh.equals(Buffer.from(noFws(t.get("bh")!), "base64"))) throw new ArcFail(`ARC-Message-Signature i=${t.get("i")}: body hash did not verify (body changed)`);
   const { key, authentic } = await fetchKey(dns, t.get("s")!, t.get("d")!.toLowerCase());
-  const input = signedHeaders(headers, names, headerCanon) + canonicalizeHeaderField(headerCanon, Buffer.from(withEmptyB(octets(set.ams.raw)), "latin1")).replace(/\r\n$/, "");
+  const input = signedHeaderInput(headers, names, headerCanon) + canonicalizeHeaderField(headerCanon, Buffer.from(withEmptyB(octets(set.ams.raw)), "latin1")).replace(/\r\n$/, "");
   checkSignature(key, t.get("a")!.toLowerCase(), input, t.get("b")!, `ARC-Message-Signature i=${t.get("i")}`);
   return authentic;
 }

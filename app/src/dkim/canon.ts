@@ -13,6 +13,7 @@
  * by both directions. This file adds "simple" and the choice by name, for the
  * verifier (verify.ts), which must accept whatever the signer chose.
  */
+import type { HeaderField } from "../smtp/header.ts";
 import { canonicalizeBodyRelaxed, canonicalizeHeaderRelaxed } from "./sign.ts";
 
 export type Canonicalization = "simple" | "relaxed";
@@ -73,4 +74,26 @@ export function withEmptyB(raw: string): string {
     pos = semi + 1;
   }
   return raw;
+}
+
+/**
+ * RFC 6376 §5.4.2: the signed header fields in h= order, canonicalized, each
+ * name taking its instances from the bottom up; a name listed more often
+ * than present signs "no such field" and contributes nothing (§5.4). Used by
+ * DKIM and by ARC-Message-Signature (RFC 8617 §4.1.2).
+ */
+export function signedHeaderInput(headers: readonly HeaderField[], names: readonly string[], canon: Canonicalization): string {
+  const byName = new Map<string, HeaderField[]>();
+  for (const h of headers) {
+    const n = h.name.toLowerCase();
+    const l = byName.get(n) ?? [];
+    l.push(h);
+    byName.set(n, l);
+  }
+  let out = "";
+  for (const n of names) {
+    const h = byName.get(n)?.pop();
+    if (h) out += canonicalizeHeaderField(canon, h.raw);
+  }
+  return out;
 }

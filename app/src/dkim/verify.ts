@@ -33,7 +33,7 @@ import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } f
 import { DnsError } from "../dns/error.ts";
 import type { DnsResult, RRType } from "../dns/types.ts";
 import { parseHeaderSection, type HeaderField } from "../smtp/header.ts";
-import { canonicalizeBody, canonicalizeHeaderField, withEmptyB, type Canonicalization } from "./canon.ts";
+import { canonicalizeBody, canonicalizeHeaderField, signedHeaderInput, withEmptyB, type Canonicalization } from "./canon.ts";
 
 /** RFC 8601 §2.7.1 DKIM results, per signature. */
 export type DkimResult = "pass" | "fail" | "neutral" | "temperror" | "permerror" | "policy";
@@ -102,7 +102,7 @@ export function parseTagList(s: string): Map<string, string> {
 }
 
 /** Removes all folding whitespace (base64 values may be folded, §3.5 b=, bh=, §3.6.1 p=). */
-function noFws(s: string): string {
+export function noFws(s: string): string {
   return s.replace(/[ \t\r\n]+/g, "");
 }
 
@@ -269,42 +269,60 @@ function latin1Bytes(s: string): Buffer {
   return Buffer.from(s, "latin1");
 }
 
-/** §5.4.2: the signed header fields in h= order, each name taking its instances from the bottom up. */
-function headerHashInput(headers: HeaderField[], names: string[], canon: Canonicalization): string {
-  const byName = new Map<string, HeaderField[]>();
-  for (const h of headers) {
-    const n = h.name.toLowerCase();
-    const l = byName.get(n) ?? [];
-    l.push(h);
-    byName.set(n, l);
+/** What fetching a selector's key record gave (RFC 6376 §6.1.2); DKIM and ARC both use it. */
+export type KeyFetch =
+  | { ok: true; key: DkimKeyRecord; authentic: boolean }
+  | { ok: false; result: "temperror" | "permerror"; reason: string; authentic: boolean };
+
+/**
+ * §6.1.2: the key record at SELECTOR._domainkey.DOMAIN. With several TXT
+ * records the verifier may choose: we take the first that parses. Never
+ * throws for DNS trouble or bad records: a temporary DNS failure is
+ * "temperror", no (usable) record or an invalid name is "permerror" with the
+ * first record's problem as the reason.
+ */
+export async function fetchKeyRecord(dns: DkimDns, selector: string, domain: string): Promise<KeyFetch> {
+  const name = `${selector}._domainkey.${domain}`;
+  let answer: DnsResult<"TXT">;
+  try {
+    answer = await dns.lookup(name, "TXT");
+  } catch (e) {
+    if (e instanceof DnsError && e.kind === "invalid-name") return { ok: false, result: "permerror", reason: `no valid key name ${name}`, authentic: false };
+    if (e instanceof DnsError) return { ok: false, result: "temperror", reason: `DNS ${e.kind} fetching the key at ${name}`, authentic: false };
+    throw e;
   }
-  let out = "";
-  for (const n of names) {
-    const l = byName.get(n);
-    const h = l?.pop();
-    // §5.4: a name listed more often than present signs "no such field": it contributes nothing.
-    if (h) out += canonicalizeHeaderField(canon, h.raw);
+  const authentic = answer.authentic;
+  if (answer.records.length === 0) return { ok: false, result: "permerror", reason: `no key published at ${name}`, authentic };
+  let firstError: string | null = null;
+  for (const txt of answer.records) {
+    try {
+      return { ok: true, key: parseKeyRecord(txt), authentic };
+    } catch (e) {
+      if (!(e instanceof Outcome)) throw e;
+      firstError ??= e.message;
+    }
   }
-  return out;
+  return { ok: false, result: "permerror", reason: firstError ?? `no usable key at ${name}`, authentic };
+}
+
+/**
+ * The signature check itself over the canonical header input (latin1 string):
+ * RSA with SHA-256 (RFC 6376 §3.3.1), or Ed25519 over the SHA-256 of the
+ * input (RFC 8463 §3). The caller has checked the key type matches a=.
+ */
+export function verifySignatureBytes(key: DkimKeyRecord, input: string, signature: Uint8Array): boolean {
+  const data = latin1Bytes(input);
+  return key.keyType === "rsa" ? cryptoVerify("sha256", data, key.key, signature) : cryptoVerify(null, createHash("sha256").update(data).digest(), key.key, signature);
+}
+
+/** A result with nothing known yet beyond its outcome (and perhaps d=). */
+function emptyResult(result: DkimResult, domain: string, problem: string | null): DkimSignatureResult {
+  return { result, domain, selector: "", algorithm: "", identity: "", b: "", signedHeaders: [], bodyLength: null, unsignedBodyOctets: 0, testing: false, keyBits: null, authentic: false, problem };
 }
 
 async function verifyOne(dns: DkimDns, field: HeaderField, headers: HeaderField[], body: Uint8Array, opts: Required<DkimVerifyOptions>): Promise<DkimSignatureResult> {
   const raw = latin1.decode(field.raw);
-  const res: DkimSignatureResult = {
-    result: "neutral",
-    domain: "",
-    selector: "",
-    algorithm: "",
-    identity: "",
-    b: "",
-    signedHeaders: [],
-    bodyLength: null,
-    unsignedBodyOctets: 0,
-    testing: false,
-    keyBits: null,
-    authentic: false,
-    problem: null,
-  };
+  const res = emptyResult("neutral", "", null);
   try {
     const value = raw.slice(raw.indexOf(":") + 1);
     const sig = parseSignature(value);
@@ -323,30 +341,10 @@ async function verifyOne(dns: DkimDns, field: HeaderField, headers: HeaderField[
     if (sig.algorithm === "rsa-sha1") throw new Outcome("policy", "rsa-sha1 signatures are not accepted (RFC 8301)");
 
     // §6.1.2: the key record.
-    const name = `${sig.selector}._domainkey.${sig.domain}`;
-    let answer: DnsResult<"TXT">;
-    try {
-      answer = await dns.lookup(name, "TXT");
-    } catch (e) {
-      if (e instanceof DnsError && e.kind === "invalid-name") throw new Outcome("permerror", `no valid key name ${name}`);
-      if (e instanceof DnsError) throw new Outcome("temperror", `DNS ${e.kind} fetching the key at ${name}`);
-      throw e;
-    }
-    res.authentic = answer.authentic;
-    if (answer.records.length === 0) throw new Outcome("permerror", `no key published at ${name}`);
-    let key: DkimKeyRecord | null = null;
-    let firstError: Outcome | null = null;
-    // §6.1.2: with several records, the verifier may choose one: we take the first usable.
-    for (const txt of answer.records) {
-      try {
-        key = parseKeyRecord(txt);
-        break;
-      } catch (e) {
-        if (!(e instanceof Outcome)) throw e;
-        firstError ??= e;
-      }
-    }
-    if (!key) throw firstError ?? new Outcome("permerror", `no usable key at ${name}`);
+    const fetched = await fetchKeyRecord(dns, sig.selector, sig.domain);
+    res.authentic = fetched.authentic;
+    if (!fetched.ok) throw new Outcome(fetched.result, fetched.reason);
+    const key = fetched.key;
     res.testing = key.testing;
     res.keyBits = key.bits;
     const wantType = sig.algorithm.startsWith("ed25519") ? "ed25519" : "rsa";
@@ -370,12 +368,8 @@ async function verifyOne(dns: DkimDns, field: HeaderField, headers: HeaderField[
     if (!bh.equals(sig.bh)) throw new Outcome("fail", "body hash did not verify (body changed since signing)");
 
     // §3.7: header hash, then the signature itself.
-    const input = headerHashInput(headers, sig.headers, sig.headerCanon) + canonicalizeHeaderField(sig.headerCanon, latin1Bytes(withEmptyB(raw))).replace(/\r\n$/, "");
-    const data = latin1Bytes(input);
-    const ok =
-      wantType === "rsa"
-        ? cryptoVerify("sha256", data, key.key, sig.b)
-        : cryptoVerify(null, createHash("sha256").update(data).digest(), key.key, sig.b); // RFC 8463 §3
+    const input = signedHeaderInput(headers, sig.headers, sig.headerCanon) + canonicalizeHeaderField(sig.headerCanon, latin1Bytes(withEmptyB(raw))).replace(/\r\n$/, "");
+    const ok = verifySignatureBytes(key, input, sig.b);
     if (!ok) throw new Outcome("fail", "signature did not verify (signed header fields changed, or wrong key)");
     res.result = "pass";
     return res;
@@ -409,21 +403,7 @@ export async function verifyDkim(dns: DkimDns, message: Uint8Array, options: Dki
   for (let i = 0; i < sigs.length; i++) {
     if (i >= opts.maxSignatures) {
       const d = /(?:^|;)\s*d\s*=\s*([^;\s]+)/.exec(latin1.decode(sigs[i]!.raw).slice(sigs[i]!.name.length + 1));
-      out.push({
-        result: "policy",
-        domain: d?.[1]?.toLowerCase() ?? "",
-        selector: "",
-        algorithm: "",
-        identity: "",
-        b: "",
-        signedHeaders: [],
-        bodyLength: null,
-        unsignedBodyOctets: 0,
-        testing: false,
-        keyBits: null,
-        authentic: false,
-        problem: `more than ${opts.maxSignatures} signatures: not verified`,
-      });
+      out.push(emptyResult("policy", d?.[1]?.toLowerCase() ?? "", `more than ${opts.maxSignatures} signatures: not verified`));
       continue;
     }
     out.push(await verifyOne(dns, sigs[i]!, headers, body, opts));
