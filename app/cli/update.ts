@@ -6,6 +6,8 @@
 import { parseArgs } from "node:util";
 import { readFile } from "node:fs/promises";
 import { applyUpdate, commitBoot, updateStatus, type UpdateDevice } from "../src/system/update.ts";
+import { formatProgress, formatRate, openDownload } from "../src/system/download.ts";
+import type { ChunkSource } from "../src/system/bundle.ts";
 import { UpdateError } from "../src/system/errors.ts";
 import { UBootEnvBootControl } from "../src/system/boot-control.ts";
 import { nodeSystemIo } from "../src/system/io.ts";
@@ -15,7 +17,7 @@ import { checkHealth, listenerProbe, resolverProbe, serviceActiveProbe, storeOpe
 import { rootLog } from "../src/log/index.ts";
 import { DEFAULT_ENV_FILE, DEFAULT_STATE_DIR } from "../src/system/index.ts";
 
-const HELP = `usage: letterbox update apply FILE|URL [--reboot] [device options]
+const HELP = `usage: letterbox update apply FILE|URL [--reboot] [--retries N] [--stall-timeout SECONDS] [device options]
        letterbox update status [--json] [device options]
        letterbox update commit [--probes LIST] [--reboot-on-failure] [device options]
 
@@ -26,8 +28,12 @@ apply    Verify a signed update bundle (a file, or an http(s) URL read as a
          before all of that holds. The images are hashed while written; only
          when both match is the slot armed for one trial boot. --reboot
          reboots into it at once; otherwise the next reboot does.
+         A download that drops or stalls resumes with an HTTP Range request
+         where it stopped (--retries fruitless attempts in a row, default 8;
+         --stall-timeout SECONDS without data counts as a drop, default 30).
 status   Print the running slot, the boot order and tries, the installed
-         versions, the security counter and the last update's result.
+         versions, the security counter, the last update's result, and an
+         apply in progress (octets, rate, resumed attempts).
 commit   Run the health check (service ready, store opens, unbound answers,
          listeners up) and, when it passes, make the running slot the default.
          After a failed trial on the other slot, record the rollback.
@@ -58,6 +64,8 @@ interface Flags {
   config?: string;
   probes?: string;
   deadline?: string;
+  retries?: string;
+  "stall-timeout"?: string;
   json?: boolean;
   reboot?: boolean;
   "reboot-on-failure"?: boolean;
@@ -91,20 +99,17 @@ export async function device(f: Flags = {}): Promise<UpdateDevice> {
   };
 }
 
-/** The bundle as a stream: a file read in chunks, or an HTTP body as it downloads. */
-async function openSource(src: string): Promise<ReadableStream<Uint8Array>> {
+/** The bundle as a stream: a file read in chunks, or an HTTP download that resumes (system/download.ts). */
+async function openSource(src: string, f: Flags, dev: UpdateDevice): Promise<ReadableStream<Uint8Array> | ChunkSource> {
   if (/^https?:\/\//i.test(src)) {
-    let res: Response;
-    try {
-      res = await fetch(src, { redirect: "follow" });
-    } catch (e) {
-      throw new UpdateError("fetch", `${src}: ${(e as Error).message}`);
-    }
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
-      throw new UpdateError("fetch", `${src}: HTTP ${res.status}`);
-    }
-    return res.body;
+    const num = (v: string | undefined, name: string) => {
+      if (v === undefined) return undefined;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new UsageError(`--${name} takes a non-negative number`);
+      return n;
+    };
+    const stall = num(f["stall-timeout"], "stall-timeout");
+    return openDownload(src, { retries: num(f.retries, "retries"), stallMs: stall === undefined ? undefined : Math.max(100, stall * 1000), log: dev.log });
   }
   const file = Bun.file(src);
   if (!(await file.exists())) throw new UsageError(`${src}: no such file`);
@@ -153,6 +158,13 @@ function printStatus(s: Awaited<ReturnType<typeof updateStatus>>): void {
     const r = s.slots[slot];
     lines.push(`slot ${slot}: ${r ? `${r.version} (counter ${r.counter}, installed ${r.installedAt})` : "factory image or unknown"}`);
   }
+  if (s.running) {
+    const r = s.running;
+    const what = r.phase === "verifying" ? "verifying the bundle" : `writing ${r.version ?? "?"} to slot ${r.slot}${r.image ? ` (image ${r.image})` : ""}`;
+    lines.push(`running apply: ${what} from ${r.source}, process ${r.pid}`);
+    const dl = r.attempt !== undefined ? `; attempt ${r.attempt}, ${r.resumes ?? 0} resumed, ${r.restarts ?? 0} restarted${r.lastError ? `; last error: ${r.lastError}` : ""}` : "";
+    lines.push(`  ${r.attempt !== undefined ? "downloaded" : "read"}: ${formatProgress(r.position, r.total)} at ${formatRate(r.rate)}${dl}`);
+  }
   if (s.pending) lines.push(`pending: ${s.pending.version} in slot ${s.pending.slot} (${s.pending.phase === "written" ? "armed for a trial boot" : "being written"})`);
   if (s.last) {
     const what = [s.last.code ? `${s.last.result} (${s.last.code})` : s.last.result, s.last.version, s.last.slot ? `slot ${s.last.slot}` : undefined, s.last.at].filter(Boolean).join(", ");
@@ -179,6 +191,8 @@ export async function run(args: string[]): Promise<number> {
         config: { type: "string" },
         probes: { type: "string" },
         deadline: { type: "string" },
+        retries: { type: "string" },
+        "stall-timeout": { type: "string" },
         json: { type: "boolean" },
         reboot: { type: "boolean" },
         "reboot-on-failure": { type: "boolean" },
@@ -201,7 +215,7 @@ export async function run(args: string[]): Promise<number> {
       case "apply": {
         if (rest.length !== 1) throw new UsageError("apply takes one FILE or URL");
         const dev = await device(f);
-        const out = await applyUpdate(dev, await openSource(rest[0]!));
+        const out = await applyUpdate(dev, await openSource(rest[0]!, f, dev), { statusFile: true, sourceName: rest[0]! });
         process.stdout.write(`update ${out.manifest.version} (counter ${out.manifest.counter}, signed by ${out.signedBy}) written to slot ${out.slot}; armed for one trial boot\n`);
         if (f.reboot) await reboot();
         else process.stdout.write("reboot to start it\n");

@@ -31,6 +31,15 @@
  *
  * Several signatures let a release be signed by the old and the new key
  * while keys rotate.
+ *
+ * A download can start over (download.ts: the server ignored the Range, or
+ * the file changed, RFC 9110 §13.1.5): the source then throws
+ * `BodyRestarted` and delivers the bundle again from octet 0. The reader
+ * re-reads a header it was still reading; after the header it requires the
+ * new header to be byte-for-byte the verified one (else the bundle changed:
+ * refused), skips to the start of the image being written and the writer
+ * starts that image again (`restartImage`), so what is hashed is always
+ * exactly what is in the slot, in order.
  */
 import { createHash, sign, verify, type KeyObject } from "node:crypto";
 import { UpdateError } from "./errors.ts";
@@ -49,23 +58,84 @@ export interface BundleSignature {
   signature: Uint8Array;
 }
 
-/** Reads exact byte counts from a stream, holding at most one incoming chunk. */
+/**
+ * A bundle's octets in order, chunk by chunk: what `ByteReader` reads. A
+ * ReadableStream is one (`streamSource`); so is an HTTP download that
+ * resumes after a dropped connection (download.ts `HttpDownload`).
+ */
+export interface ChunkSource {
+  /**
+   * The next octets (never empty), or null at the end of the bundle. Throws
+   * `BodyRestarted` when the octets already delivered are void and the
+   * source now delivers the bundle again from octet 0.
+   */
+  next(): Promise<Uint8Array | null>;
+  /** Stops reading and releases the connection or file. Safe to call twice. */
+  cancel(): Promise<void>;
+}
+
+/**
+ * Thrown by a `ChunkSource` whose next octets are the bundle again from
+ * octet 0 (the server answered 200 to a Range request: it ignored the range,
+ * or the representation changed and If-Range failed, RFC 9110 §13.1.5).
+ */
+export class BodyRestarted extends Error {
+  override readonly name = "BodyRestarted";
+}
+
+/** A ReadableStream as a ChunkSource (it never restarts). */
+export function streamSource(stream: ReadableStream<Uint8Array>): ChunkSource {
+  const reader = stream.getReader();
+  return {
+    async next() {
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) return null;
+        if (r.value.length > 0) return r.value;
+      }
+    },
+    async cancel() {
+      try {
+        await reader.cancel();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}
+
+/** A stream or a source, as a source. */
+export function asChunkSource(source: ReadableStream<Uint8Array> | ChunkSource): ChunkSource {
+  return source instanceof ReadableStream ? streamSource(source) : source;
+}
+
+/** Reads exact byte counts from a source, holding at most one incoming chunk. */
 export class ByteReader {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly source: ChunkSource;
   private buf: Uint8Array = new Uint8Array(0);
   private done = false;
-  /** Octets consumed so far. */
+  /** Octets consumed so far (back to 0 when the source restarts). */
   offset = 0;
 
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.reader = stream.getReader();
+  constructor(source: ReadableStream<Uint8Array> | ChunkSource) {
+    this.source = asChunkSource(source);
   }
 
   private async fill(): Promise<boolean> {
     while (this.buf.length === 0 && !this.done) {
-      const r = await this.reader.read();
-      if (r.done) this.done = true;
-      else if (r.value.length > 0) this.buf = r.value;
+      let chunk: Uint8Array | null;
+      try {
+        chunk = await this.source.next();
+      } catch (e) {
+        if (e instanceof BodyRestarted) {
+          // Everything consumed so far is void: we are at octet 0 again.
+          this.buf = new Uint8Array(0);
+          this.offset = 0;
+        }
+        throw e;
+      }
+      if (chunk === null) this.done = true;
+      else this.buf = chunk;
     }
     return this.buf.length > 0;
   }
@@ -85,7 +155,7 @@ export class ByteReader {
     return out;
   }
 
-  /** Yields the next `n` octets as the stream delivers them (views, valid until the next call). */
+  /** Yields the next `n` octets as the source delivers them (views, valid until the next call). */
   async *take(n: number, what: string): AsyncGenerator<Uint8Array> {
     let left = n;
     while (left > 0) {
@@ -99,18 +169,21 @@ export class ByteReader {
     }
   }
 
-  /** True when the stream has no more octets. */
+  /** Consumes and drops the next `n` octets. */
+  async skip(n: number, what: string): Promise<void> {
+    for await (const _ of this.take(n, what)) {
+      // dropped
+    }
+  }
+
+  /** True when the source has no more octets. */
   async atEnd(): Promise<boolean> {
     return !(await this.fill());
   }
 
   /** Stops reading (cancels the source: closes a download). */
   async cancel(): Promise<void> {
-    try {
-      await this.reader.cancel();
-    } catch {
-      // already closed
-    }
+    await this.source.cancel();
   }
 }
 
@@ -162,50 +235,88 @@ export class BundleReader {
     readonly manifestBytes: Uint8Array,
     /** File name of the trusted key whose signature verified. */
     readonly signedBy: string,
+    /** The header exactly as read and verified: magic through images marker. */
+    readonly headerBytes: Uint8Array,
   ) {}
 
   /**
    * Reads the header and verifies it against `trusted` (steps 1-3 of the
    * module comment). Throws UpdateError: malformed, truncated, unknown-key,
-   * bad-signature. Consumes only the header from `stream`.
+   * bad-signature. Consumes only the header from `source`. A source that
+   * restarts while the header is read is read again from its start.
    */
-  static async open(stream: ReadableStream<Uint8Array>, trusted: readonly TrustedKey[]): Promise<BundleReader> {
-    const r = new ByteReader(stream);
+  static async open(source: ReadableStream<Uint8Array> | ChunkSource, trusted: readonly TrustedKey[]): Promise<BundleReader> {
+    const r = new ByteReader(source);
     try {
-      const magic = await r.readExact(8, "the magic");
-      if (!equalBytes(magic, BUNDLE_MAGIC)) throw new UpdateError("malformed", "not a Letterbox update bundle (bad magic)");
-      const lenBytes = await r.readExact(4, "the manifest length");
-      const len = new DataView(lenBytes.buffer).getUint32(0);
-      if (len === 0 || len > MAX_MANIFEST_OCTETS) throw new UpdateError("malformed", `manifest length ${len} out of range`);
-      const manifestBytes = await r.readExact(len, "the manifest");
-      const countBytes = await r.readExact(2, "the signature count");
-      const count = new DataView(countBytes.buffer).getUint16(0);
-      if (count === 0 || count > MAX_SIGNATURES) throw new UpdateError("malformed", `signature count ${count} out of range`);
-      let verifiedBy: string | null = null;
-      let badBy: string | null = null;
-      for (let i = 0; i < count; i++) {
-        const id = await r.readExact(KEY_ID_OCTETS, "a signature");
-        const sig = await r.readExact(SIGNATURE_OCTETS, "a signature");
-        const k = trusted.find((t) => equalBytes(t.id, id));
-        if (!k) continue;
-        if (verify(null, manifestBytes, k.key, sig)) verifiedBy ??= k.name;
-        else badBy ??= k.name;
+      for (;;) {
+        try {
+          return await BundleReader.readHeader(r, trusted);
+        } catch (e) {
+          if (!(e instanceof BodyRestarted)) throw e;
+          // Nothing of the header was used yet: read it again from octet 0.
+        }
       }
-      const marker = await r.readExact(IMAGES_MARKER.length, "the images marker");
-      if (!equalBytes(marker, IMAGES_MARKER)) throw new UpdateError("malformed", "no images marker after the signatures (signature count altered?)");
-      if (badBy !== null) throw new UpdateError("bad-signature", `signature by trusted key ${badBy} does not verify`);
-      if (verifiedBy === null) throw new UpdateError("unknown-key", "bundle is not signed by any trusted key");
-      const manifest = parseManifest(manifestBytes);
-      return new BundleReader(r, manifest, manifestBytes, verifiedBy);
     } catch (e) {
       await r.cancel();
       throw e;
     }
   }
 
+  private static async readHeader(r: ByteReader, trusted: readonly TrustedKey[]): Promise<BundleReader> {
+    const parts: Uint8Array[] = [];
+    const read = async (n: number, what: string) => {
+      const b = await r.readExact(n, what);
+      parts.push(b);
+      return b;
+    };
+    const magic = await read(8, "the magic");
+    if (!equalBytes(magic, BUNDLE_MAGIC)) throw new UpdateError("malformed", "not a Letterbox update bundle (bad magic)");
+    const lenBytes = await read(4, "the manifest length");
+    const len = new DataView(lenBytes.buffer).getUint32(0);
+    if (len === 0 || len > MAX_MANIFEST_OCTETS) throw new UpdateError("malformed", `manifest length ${len} out of range`);
+    const manifestBytes = await read(len, "the manifest");
+    const countBytes = await read(2, "the signature count");
+    const count = new DataView(countBytes.buffer).getUint16(0);
+    if (count === 0 || count > MAX_SIGNATURES) throw new UpdateError("malformed", `signature count ${count} out of range`);
+    let verifiedBy: string | null = null;
+    let badBy: string | null = null;
+    for (let i = 0; i < count; i++) {
+      const id = await read(KEY_ID_OCTETS, "a signature");
+      const sig = await read(SIGNATURE_OCTETS, "a signature");
+      const k = trusted.find((t) => equalBytes(t.id, id));
+      if (!k) continue;
+      if (verify(null, manifestBytes, k.key, sig)) verifiedBy ??= k.name;
+      else badBy ??= k.name;
+    }
+    const marker = await read(IMAGES_MARKER.length, "the images marker");
+    if (!equalBytes(marker, IMAGES_MARKER)) throw new UpdateError("malformed", "no images marker after the signatures (signature count altered?)");
+    if (badBy !== null) throw new UpdateError("bad-signature", `signature by trusted key ${badBy} does not verify`);
+    if (verifiedBy === null) throw new UpdateError("unknown-key", "bundle is not signed by any trusted key");
+    const manifest = parseManifest(manifestBytes);
+    return new BundleReader(r, manifest, manifestBytes, verifiedBy, concat(parts));
+  }
+
+  /** Octets consumed from the bundle so far (its offset; back to 0 when the source restarts). */
+  get offset(): number {
+    return this.r.offset;
+  }
+
+  /** Header plus every image: the bundle's exact length. */
+  get totalSize(): number {
+    return this.headerBytes.length + this.manifest.images.reduce((a, im) => a + im.size, 0);
+  }
+
+  /** Offset of image `i` (of the end, for i = the image count). */
+  private imageStart(i: number): number {
+    let o = this.headerBytes.length;
+    for (let k = 0; k < i; k++) o += this.manifest.images[k]!.size;
+    return o;
+  }
+
   /**
    * The octets of image `name`, as they arrive. Images must be read in
-   * manifest order. Throws UpdateError("truncated") when the bundle ends early.
+   * manifest order. Throws UpdateError("truncated") when the bundle ends early,
+   * and `BodyRestarted` when the source started over (call `restartImage`).
    * Hashing is the caller's: it must compare with the manifest's sha256
    * before using the image.
    */
@@ -216,18 +327,70 @@ export class BundleReader {
     return this.r.take(im.size, `image ${name}`);
   }
 
+  /**
+   * After `BodyRestarted` while image `name` was read: checks that the
+   * restarted bundle has the verified header octet for octet (else
+   * UpdateError("fetch"): the bundle changed under us), skips the images
+   * already written, and returns the octets of `name` from its first one.
+   * The caller must forget everything it hashed of `name`.
+   */
+  async restartImage(name: string): Promise<AsyncGenerator<Uint8Array>> {
+    const i = this.next - 1;
+    if (this.manifest.images[i]?.name !== name) throw new Error(`restartImage(${name}): not the image being read`);
+    await this.seekFromStart(this.imageStart(i));
+    this.next = i;
+    return this.image(name);
+  }
+
+  /** Positions a source that just restarted at `target`, re-checking the header on the way; restarts again as often as the source does. */
+  private async seekFromStart(target: number): Promise<void> {
+    for (;;) {
+      try {
+        if (this.r.offset !== 0) throw new Error("seekFromStart: the source did not restart");
+        const again = await this.r.readExact(this.headerBytes.length, "the header");
+        if (!equalBytes(again, this.headerBytes))
+          throw new UpdateError("fetch", "the bundle changed during the download: its manifest or signatures differ from the ones verified; nothing was armed, start the update again");
+        await this.r.skip(target - this.headerBytes.length, "the images already written");
+        return;
+      } catch (e) {
+        if (!(e instanceof BodyRestarted)) throw e;
+      }
+    }
+  }
+
   /** After the last image: nothing may follow (else "malformed"). */
   async expectEnd(): Promise<void> {
     if (this.next !== this.manifest.images.length) throw new Error("images left unread");
-    if (!(await this.r.atEnd())) {
-      await this.r.cancel();
-      throw new UpdateError("malformed", "data after the last image");
+    for (;;) {
+      let end: boolean;
+      try {
+        end = await this.r.atEnd();
+      } catch (e) {
+        if (!(e instanceof BodyRestarted)) throw e;
+        await this.seekFromStart(this.imageStart(this.next));
+        continue;
+      }
+      if (!end) {
+        await this.r.cancel();
+        throw new UpdateError("malformed", "data after the last image");
+      }
+      return;
     }
   }
 
   async cancel(): Promise<void> {
     await this.r.cancel();
   }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 export interface BuildImage {

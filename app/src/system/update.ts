@@ -14,7 +14,11 @@
  *  3. state: pending {T, version, phase "writing"};
  *  4. stream each image into T's partition, hashing while writing; compare
  *     size and sha256 at its end; fsync. A mismatch or a short bundle stops
- *     here: T stays out of BOOT_ORDER;
+ *     here: T stays out of BOOT_ORDER. A download that drops or stalls
+ *     resumes where it was (download.ts); one that has to start over from
+ *     octet 0 restarts the image being written from its first octet, after
+ *     checking the header is still the verified one (bundle.ts), so the hash
+ *     always covers exactly the octets in the partition;
  *  5. state: pending phase "written";
  *  6. boot env: BOOT_ORDER "T S", T one try (TRIAL_TRIES), S full tries.
  *     The caller reboots.
@@ -34,9 +38,11 @@
  *  - no update pending and healthy: the running slot gets its full tries back.
  */
 import { createHash } from "node:crypto";
+import { join } from "node:path";
 import type { Logger } from "../log/index.ts";
 import { MAX_TRIES, TRIAL_TRIES, otherSlot, type BootControl, type BootState, type Slot } from "./boot-control.ts";
-import { BundleReader } from "./bundle.ts";
+import { BodyRestarted, BundleReader, type ChunkSource } from "./bundle.ts";
+import { HttpDownload, RateMeter, formatProgress, formatRate, type DownloadSnapshot } from "./download.ts";
 import { UpdateError } from "./errors.ts";
 import type { SystemIo } from "./io.ts";
 import type { TrustedKey } from "./keys.ts";
@@ -86,40 +92,232 @@ async function recordLast(dev: UpdateDevice, last: LastResult, change?: (s: Upda
   }
 }
 
-async function writeImage(dev: UpdateDevice, reader: BundleReader, name: string, path: string, size: number, sha256: string): Promise<void> {
+async function writeImage(dev: UpdateDevice, reader: BundleReader, name: string, path: string, size: number, sha256: string, progress: ApplyProgress): Promise<void> {
   const { io } = dev;
   const writeSize = dev.writeSize ?? DEFAULT_WRITE_SIZE;
-  const hash = createHash("sha256");
   const buf = new Uint8Array(writeSize);
-  let fill = 0;
-  let pos = 0;
+  progress.image = name;
   const h = await io.open(path, { create: false, truncate: false });
   try {
-    for await (const chunk of reader.image(name)) {
-      hash.update(chunk);
-      let off = 0;
-      while (off < chunk.length) {
-        const n = Math.min(writeSize - fill, chunk.length - off);
-        buf.set(chunk.subarray(off, off + n), fill);
-        fill += n;
-        off += n;
-        if (fill === writeSize) {
-          await io.write(h, buf, pos);
-          pos += fill;
-          fill = 0;
+    let chunks = reader.image(name);
+    for (;;) {
+      // One pass over the image; a source that starts over gives a new pass from octet 0 with a new hash.
+      const hash = createHash("sha256");
+      let fill = 0;
+      let pos = 0;
+      try {
+        for await (const chunk of chunks) {
+          hash.update(chunk);
+          let off = 0;
+          while (off < chunk.length) {
+            const n = Math.min(writeSize - fill, chunk.length - off);
+            buf.set(chunk.subarray(off, off + n), fill);
+            fill += n;
+            off += n;
+            if (fill === writeSize) {
+              await io.write(h, buf, pos);
+              pos += fill;
+              fill = 0;
+            }
+          }
         }
+      } catch (e) {
+        if (!(e instanceof BodyRestarted)) throw e;
+        dev.log?.warn("image starts again from its first octet", { image: name, was_at: pos + fill, reason: e.message });
+        chunks = await reader.restartImage(name);
+        continue;
       }
+      if (fill > 0) {
+        await io.write(h, buf.subarray(0, fill), pos);
+        pos += fill;
+      }
+      if (pos !== size) throw new UpdateError("truncated", `image ${name}: ${pos} of ${size} octets`);
+      const got = hash.digest("hex");
+      if (got !== sha256) throw new UpdateError("hash-mismatch", `image ${name}: sha256 ${got}, manifest says ${sha256}`);
+      break;
     }
-    if (fill > 0) {
-      await io.write(h, buf.subarray(0, fill), pos);
-      pos += fill;
-    }
-    if (pos !== size) throw new UpdateError("truncated", `image ${name}: ${pos} of ${size} octets`);
-    const got = hash.digest("hex");
-    if (got !== sha256) throw new UpdateError("hash-mismatch", `image ${name}: sha256 ${got}, manifest says ${sha256}`);
     await io.fsync(h);
   } finally {
     await io.close(h);
+  }
+}
+
+/** Where progress.json lives: an apply in progress, for `update status` (informational, not fsynced). */
+export const PROGRESS_FILE = "progress.json";
+
+/** What progress.json says about an apply that is running. */
+export interface ApplyProgressRecord {
+  pid: number;
+  /** The URL or file name given to apply. */
+  source: string;
+  startedAt: string;
+  updatedAt: string;
+  phase: "verifying" | "writing";
+  slot: Slot;
+  version?: string;
+  /** The image being written. */
+  image?: string;
+  /** Octets of the bundle read in order (a restarted download goes back to 0). */
+  position: number;
+  total: number | null;
+  /** Octets per second over the last few seconds. */
+  rate: number;
+  /** Download only: attempts, resumed and restarted ones, and the last failure's cause. */
+  attempt?: number;
+  resumes?: number;
+  restarts?: number;
+  lastError?: string | null;
+  state?: DownloadSnapshot["state"];
+}
+
+export interface ApplyOptions {
+  /** Name of the source for progress lines and status (the URL or file). */
+  sourceName?: string;
+  /** Keep progress.json in the state directory while applying (the CLI does; `update status` reads it). */
+  statusFile?: boolean;
+  /** How often progress is sampled (and progress.json rewritten). Default 2 s. */
+  progressMs?: number;
+  /** How often a progress line is logged. Default 10 s. */
+  logEveryMs?: number;
+}
+
+/** An apply older than this without a progress update, or whose process is gone, is not running. */
+const PROGRESS_STALE_MS = 5 * 60_000;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** The progress record of a running apply, or null (none, unreadable, or its process is gone). */
+export async function readRunningApply(io: SystemIo, stateDir: string, now = Date.now()): Promise<ApplyProgressRecord | null> {
+  const bytes = await io.readFile(join(stateDir, PROGRESS_FILE)).catch(() => null);
+  if (!bytes) return null;
+  let r: ApplyProgressRecord;
+  try {
+    r = JSON.parse(new TextDecoder().decode(bytes)) as ApplyProgressRecord;
+  } catch {
+    return null;
+  }
+  if (typeof r?.pid !== "number" || typeof r.updatedAt !== "string" || typeof r.position !== "number") return null;
+  if (!processAlive(r.pid) || now - Date.parse(r.updatedAt) > PROGRESS_STALE_MS) return null;
+  return r;
+}
+
+/**
+ * Samples how far an apply is: logs a progress line (octets, rate) every
+ * `logEveryMs` and, with `statusFile`, keeps progress.json current. Only
+ * informational: nothing the update's safety depends on is written here.
+ */
+class ApplyProgress {
+  phase: ApplyProgressRecord["phase"] = "verifying";
+  version: string | undefined;
+  image: string | undefined;
+  reader: BundleReader | null = null;
+  private readonly meter = new RateMeter();
+  private rate = 0;
+  private readonly startedAt = new Date();
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private lastLog = Date.now();
+  private writing: Promise<void> = Promise.resolve();
+  private readonly file: string;
+
+  constructor(
+    private readonly dev: UpdateDevice,
+    private readonly slot: Slot,
+    private readonly source: ChunkSource | ReadableStream<Uint8Array>,
+    private readonly opts: ApplyOptions,
+  ) {
+    this.file = join(dev.stateDir, PROGRESS_FILE);
+  }
+
+  private get download(): HttpDownload | null {
+    return this.source instanceof HttpDownload ? this.source : null;
+  }
+
+  start(): void {
+    if (!this.dev.log && !this.opts.statusFile) return;
+    this.tick(false);
+    this.timer = setInterval(() => this.tick(true), this.opts.progressMs ?? 2000);
+  }
+
+  record(): ApplyProgressRecord {
+    const d = this.download?.snapshot();
+    const position = d ? d.position : (this.reader?.offset ?? 0);
+    const total = d ? d.total : (this.reader?.totalSize ?? null);
+    const r: ApplyProgressRecord = {
+      pid: process.pid,
+      source: this.opts.sourceName ?? d?.url ?? "stream",
+      startedAt: this.startedAt.toISOString(),
+      updatedAt: new Date().toISOString(),
+      phase: this.phase,
+      slot: this.slot,
+      version: this.version,
+      image: this.image,
+      position,
+      total,
+      rate: Math.round(this.rate),
+    };
+    if (d) Object.assign(r, { attempt: d.attempt, resumes: d.resumes, restarts: d.restarts, lastError: d.lastError, state: d.state });
+    return r;
+  }
+
+  private tick(maybeLog: boolean): void {
+    const d = this.download?.snapshot();
+    const now = Date.now();
+    this.rate = this.meter.sample(now, d ? d.received : (this.reader?.offset ?? 0));
+    const r = this.record();
+    const every = this.opts.logEveryMs ?? 10_000;
+    if (maybeLog && now - this.lastLog >= every) {
+      this.lastLog = now;
+      this.dev.log?.info("update progress", {
+        phase: r.phase,
+        image: r.image,
+        done: formatProgress(r.position, r.total),
+        octets: r.position,
+        total: r.total ?? undefined,
+        rate: formatRate(r.rate),
+        attempt: d?.attempt,
+        resumes: d?.resumes,
+        restarts: d?.restarts,
+      });
+    }
+    if (this.opts.statusFile) this.writing = this.writing.then(() => this.write(r));
+  }
+
+  private async write(r: ApplyProgressRecord): Promise<void> {
+    const { io } = this.dev;
+    const tmp = `${this.file}.tmp`;
+    try {
+      await io.mkdirp(this.dev.stateDir);
+      const h = await io.open(tmp, { create: true, truncate: true });
+      try {
+        await io.write(h, new TextEncoder().encode(JSON.stringify(r) + "\n"), 0);
+      } finally {
+        await io.close(h);
+      }
+      // Not fsynced: a stale or lost progress file after a power cut only misleads `status` until the next apply.
+      await io.rename(tmp, this.file);
+    } catch (e) {
+      this.dev.log?.debug("could not write the progress file", { err: e as Error });
+    }
+  }
+
+  /** Stops sampling and removes progress.json. Logs the download's totals when there was one. */
+  async stop(ok: boolean): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.writing;
+    const d = this.download?.snapshot();
+    if (d && ok) {
+      const secs = Math.max(0.001, (Date.now() - this.startedAt.getTime()) / 1000);
+      this.dev.log?.info("download complete", { url: d.url, octets: d.total ?? d.position, received: d.received, rate: formatRate(d.received / secs), attempts: d.attempt, resumes: d.resumes, restarts: d.restarts });
+    }
+    if (this.opts.statusFile) await this.dev.io.unlink(this.file).catch(() => {});
   }
 }
 
@@ -128,9 +326,40 @@ async function writeImage(dev: UpdateDevice, reader: BundleReader, name: string,
  * arming a one-try trial boot (steps 1-6 above). Resolves once the trial is
  * armed; the caller reboots. Rejects with UpdateError (its `code` says why);
  * a refusal in step 1 leaves slots and boot environment untouched, a failure
- * in step 4 leaves the target slot out of the boot order.
+ * in step 4 leaves the target slot out of the boot order. `source` is a
+ * stream (a file) or a resuming download (download.ts `openDownload`).
  */
-export async function applyUpdate(dev: UpdateDevice, source: ReadableStream<Uint8Array>): Promise<ApplyOutcome> {
+export async function applyUpdate(dev: UpdateDevice, source: ReadableStream<Uint8Array> | ChunkSource, opts: ApplyOptions = {}): Promise<ApplyOutcome> {
+  const { io, booted } = dev;
+  const target = otherSlot(booted);
+  if (opts.statusFile) {
+    const other = await readRunningApply(io, dev.stateDir);
+    if (other && other.pid !== process.pid) {
+      await cancelSource(source);
+      throw new UpdateError("busy", `another update apply (process ${other.pid}, ${other.source}) is running`);
+    }
+  }
+  const progress = new ApplyProgress(dev, target, source, opts);
+  progress.start();
+  let ok = false;
+  try {
+    const out = await applyWith(dev, source, progress);
+    ok = true;
+    return out;
+  } finally {
+    await progress.stop(ok);
+  }
+}
+
+async function cancelSource(source: ReadableStream<Uint8Array> | ChunkSource): Promise<void> {
+  try {
+    await (source instanceof ReadableStream ? source.cancel() : source.cancel());
+  } catch {
+    // already closed
+  }
+}
+
+async function applyWith(dev: UpdateDevice, source: ReadableStream<Uint8Array> | ChunkSource, progress: ApplyProgress): Promise<ApplyOutcome> {
   const { io, boot, booted } = dev;
   const target = otherSlot(booted);
   const log = dev.log?.child({ slot: target });
@@ -154,11 +383,14 @@ export async function applyUpdate(dev: UpdateDevice, source: ReadableStream<Uint
       throw e;
     }
   } catch (e) {
+    await cancelSource(source);
     if (e instanceof UpdateError && e.code !== "device")
       await recordLast(dev, { result: "refused", at: nowOf(dev).toISOString(), slot: target, code: e.code, reason: e.message });
     throw e;
   }
   const m = reader.manifest;
+  progress.reader = reader;
+  progress.version = m.version;
   log?.info("update verified", { version: m.version, counter: m.counter, signedBy: reader.signedBy });
 
   // Step 2: the target leaves the boot order before its first octet changes.
@@ -167,12 +399,13 @@ export async function applyUpdate(dev: UpdateDevice, source: ReadableStream<Uint
   // Step 3.
   state.pending = { slot: target, version: m.version, counter: m.counter, phase: "writing", startedAt: nowOf(dev).toISOString() };
   await writeState(io, dev.stateDir, state);
+  progress.phase = "writing";
   // Step 4.
   try {
     for (const im of m.images) {
       const t = dev.layout[target].find((x) => x.name === im.name)!;
       log?.info("writing image", { image: im.name, size: im.size, path: t.path });
-      await writeImage(dev, reader, im.name, t.path, im.size, im.sha256);
+      await writeImage(dev, reader, im.name, t.path, im.size, im.sha256, progress);
     }
     await reader.expectEnd();
   } catch (e) {
@@ -293,6 +526,8 @@ export interface UpdateStatus {
   slots: UpdateState["slots"];
   pending: UpdateState["pending"];
   last: UpdateState["last"];
+  /** An apply running now (another process, usually), with its download's progress; null when none. */
+  running: ApplyProgressRecord | null;
 }
 
 /** Everything `letterbox update status` prints. Reads only. */
@@ -306,5 +541,6 @@ export async function updateStatus(dev: UpdateDevice): Promise<UpdateStatus> {
     slots: state.slots,
     pending: state.pending,
     last: state.last,
+    running: await readRunningApply(dev.io, dev.stateDir),
   };
 }
