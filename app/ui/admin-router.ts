@@ -26,6 +26,8 @@ interface Report {
   upnp: string;
   ports: PortResult[];
   manual: string[];
+  /** Router-wide problems, e.g. double NAT (the router itself has no public address). */
+  warnings?: string[];
 }
 interface RouterState {
   available: boolean;
@@ -45,6 +47,7 @@ function reportView(r: Report): Child {
       r.lanAddress ? `, this box ${r.lanAddress}` : "",
       `. NAT-PMP: ${r.natpmp}; UPnP: ${r.upnp}.`,
     ),
+    (r.warnings ?? []).map((w) => h("p", { class: "error router-warning" }, w)),
     h(
       "table",
       { class: "data router-ports" },

@@ -6,7 +6,7 @@
  * DeletePortMapping. No multicast is ever sent.
  */
 import { afterEach, expect, test } from "bun:test";
-import { discoverIgd, findWanService, IgdClient, loadIgd, parseSearchResponse, parseSoapFault, searchRequest, soapEnvelope, UpnpError } from "../../app/src/upnp/index.ts";
+import { discoverIgd, searchMx, findWanService, IgdClient, loadIgd, parseSearchResponse, parseSoapFault, searchRequest, soapEnvelope, UpnpError } from "../../app/src/upnp/index.ts";
 import { startFakeIgd, type FakeIgd } from "../web/fake-router.ts";
 
 let fake: FakeIgd | null = null;
@@ -19,6 +19,8 @@ test("M-SEARCH text and answers (UDA 1.1 §1.3.2)", () => {
   expect(searchRequest("urn:schemas-upnp-org:device:InternetGatewayDevice:1", 2, { address: "239.255.255.250", port: 1900 })).toBe(
     'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\nMX: 2\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n',
   );
+  // UDA 1.1 §1.3.2: answers come up to MX seconds late; MX ends a second before the wait does.
+  expect([1000, 2000, 2999, 3000, 4500, 60_000].map(searchMx)).toEqual([1, 1, 1, 2, 3, 5]);
   expect(parseSearchResponse("HTTP/1.1 200 OK\r\nlocation: http://192.168.1.1:5000/d.xml\r\nSt: x\r\n\r\n")).toEqual({ location: "http://192.168.1.1:5000/d.xml", st: "x" });
   expect(parseSearchResponse("NOTIFY * HTTP/1.1\r\nLOCATION: http://a/\r\n\r\n")).toBeNull();
   expect(parseSearchResponse("HTTP/1.1 200 OK\r\nST: x\r\n\r\n")).toBeNull();
@@ -44,6 +46,7 @@ test("discovery over SSDP to the fake responder, then mapping, refusal and delet
   const answers = await discoverIgd({ address: "127.0.0.1", port: fake.ssdpPort }, 300);
   expect(answers).toEqual([{ location: `http://127.0.0.1:${fake.httpPort}/rootDesc.xml`, st: "urn:schemas-upnp-org:device:InternetGatewayDevice:1", from: "127.0.0.1" }]);
   // Both IGD versions were searched for; the fake (IGD:1) answered one.
+  expect(fake.searches.map((s) => /^MX: (.*)\r$/m.exec(s)?.[1])).toEqual(["1", "1"]);
   expect(fake.searches.map((s) => /^ST: (.*)\r$/m.exec(s)?.[1])).toEqual(["urn:schemas-upnp-org:device:InternetGatewayDevice:2", "urn:schemas-upnp-org:device:InternetGatewayDevice:1"]);
   const svc = await loadIgd(answers[0]!.location);
   expect(svc).toEqual({ serviceType: "urn:schemas-upnp-org:service:WANIPConnection:1", controlUrl: `http://127.0.0.1:${fake.httpPort}/ctl/IPConn` });
@@ -68,6 +71,23 @@ test("a router that allows only permanent leases (725) is asked again with lease
   expect(await igd.addPortMapping({ externalPort: 993, internalPort: 993, internalClient: "192.168.1.20", description: "x", leaseSeconds: 7200 })).toBe(0);
   expect(fake.calls.map((c) => c.args["NewLeaseDuration"])).toEqual(["7200", "0"]);
   expect(fake.mappings.get(993)).toBe("192.168.1.20:993");
+});
+
+test("an aborted search ends at once with the answers so far", async () => {
+  fake = await startFakeIgd();
+  const stop = new AbortController();
+  const t0 = performance.now();
+  const search = discoverIgd({ address: "127.0.0.1", port: fake.ssdpPort }, 5000, stop.signal);
+  await Bun.sleep(150);
+  stop.abort();
+  const answers = await search;
+  expect(performance.now() - t0).toBeLessThan(1000);
+  expect(answers.map((a) => a.from)).toEqual(["127.0.0.1"]);
+  // Already aborted: no search is sent at all.
+  const before = fake.searches.length;
+  expect(await discoverIgd({ address: "127.0.0.1", port: fake.ssdpPort }, 5000, AbortSignal.abort())).toEqual([]);
+  await Bun.sleep(50);
+  expect(fake.searches.length).toBe(before);
 });
 
 test("nobody answering the search: empty after the wait", async () => {

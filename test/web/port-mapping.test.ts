@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import dgram from "node:dgram";
 import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
 import { Logger } from "../../app/src/log/index.ts";
-import { mapRouterPorts, RouterPortMapper, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
+import { isNatInternalIPv4, mapRouterPorts, RouterPortMapper, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
 import { startFakeIgd, startFakeNatPmp, type FakeIgd, type FakeNatPmp } from "./fake-router.ts";
 import { Client, startWeb, type WebHarness } from "./harness.ts";
 
@@ -72,7 +72,8 @@ test("NAT-PMP maps what it may; UPnP takes the ports NAT-PMP refused; the rest i
   expect(p(443)).toMatchObject({ method: "upnp", status: "mapped" });
   expect(pmp.mappings.has(8443)).toBe(false);
   expect(p(80).method).toBe("upnp");
-  expect(p(25).detail).toBe("NAT-PMP: not authorized/refused (the router does not allow this mapping); UPnP: UPnP error 718 (the port is already mapped to another device): ConflictInMappingEntry");
+  expect(p(25).detail).toBe("not mapped: router refused (NAT-PMP result 2: not authorized/refused (the router does not allow this mapping); UPnP error 718 (the port is already mapped to another device): ConflictInMappingEntry)");
+  expect(r.warnings).toEqual([]);
   expect(igd.mappings.get(80)).toBe("192.168.1.20:80");
   expect(r.manual).toEqual(["Forward TCP port 25 (SMTP: receiving mail from other servers) to 192.168.1.20 port 25."]);
 });
@@ -84,7 +85,7 @@ test("only UPnP: refuses ports below 1024 except the ones it allows", async () =
   expect(r.upnp).toBe("found");
   expect(r.externalAddress).toBe("198.51.100.99");
   expect(statuses(r)).toEqual({ 25: "refused", 465: "mapped", 587: "mapped", 993: "mapped", 80: "refused", 443: "refused" });
-  expect(r.ports.find((x) => x.port === 443)!.detail).toBe("UPnP: UPnP error 606 (action not authorized): Action not authorized");
+  expect(r.ports.find((x) => x.port === 443)!.detail).toBe("not mapped: router refused (UPnP error 606 (action not authorized): Action not authorized)");
   expect(r.manual).toHaveLength(3);
 });
 
@@ -96,6 +97,29 @@ test("no router protocol answers: every port not tried, all manual", async () =>
   expect(r.ports[0]!.detail).toBe("the router answered neither NAT-PMP nor UPnP");
   expect(r.manual).toHaveLength(6);
   expect(r.manual[5]).toBe("Forward TCP port 443 (HTTPS: the panel, MTA-STS policy, autoconfig) to 192.168.1.20 port 443.");
+});
+
+test("a router whose public address is carrier-grade NAT space maps, and the report warns of double NAT", async () => {
+  pmp = await startFakeNatPmp({ externalAddress: "100.72.9.1" });
+  const r = await mapRouterPorts(config, opts(), log);
+  expect(r.externalAddress).toBe("100.72.9.1");
+  expect(new Set(Object.values(statuses(r)))).toEqual(new Set(["mapped"]));
+  expect(r.warnings).toHaveLength(1);
+  expect(r.warnings[0]).toStartWith("The router has no public address of its own (its WAN address is 100.72.9.1)");
+});
+
+test("NAT-PMP maps every port: the SSDP search that ran alongside is stopped, not waited for", async () => {
+  pmp = await startFakeNatPmp();
+  const t0 = performance.now();
+  const r = await mapRouterPorts(config, opts({ ssdpWaitMs: 5000 }), log);
+  expect(performance.now() - t0).toBeLessThan(2000);
+  expect(r.upnp).toBe("not tried");
+  expect(new Set(Object.values(statuses(r)))).toEqual(new Set(["mapped"]));
+});
+
+test("double-NAT address ranges: RFC 1918, RFC 6598, link-local, loopback; public and documentation ranges are not", () => {
+  for (const ip of ["10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1", "100.127.255.255", "169.254.1.1", "127.0.0.1", "0.0.0.0"]) expect([ip, isNatInternalIPv4(ip)]).toEqual([ip, true]);
+  for (const ip of ["8.8.8.8", "172.32.0.1", "100.128.0.1", "203.0.113.7", "198.51.100.99", "192.169.0.1", "not an ip", "1.2.3"]) expect([ip, isNatInternalIPv4(ip)]).toEqual([ip, false]);
 });
 
 test("no gateway, and ports we do not listen on", async () => {

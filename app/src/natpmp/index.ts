@@ -22,7 +22,11 @@
  * fake router on 127.0.0.1, nothing else is ever contacted.
  * PCP (RFC 6887, NAT-PMP's successor on the same port) is not spoken: a PCP
  * server may also answer NAT-PMP (RFC 6887 Appendix A); a router that speaks
- * only PCP gets the manual forwarding instructions.
+ * only PCP gets the manual forwarding instructions. miniupnpd, the daemon of
+ * OpenWrt and many consumer routers, speaks both (it answers a PCP v2
+ * ANNOUNCE and NAT-PMP v0 on 5351): test/port-mapping-real/ proves this
+ * client against it, including its refusals (result 2 for ports its
+ * permission rules deny, result 3 when its WAN address is private).
  */
 import dgram from "node:dgram";
 import { isIPv4 } from "node:net";

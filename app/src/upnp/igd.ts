@@ -44,6 +44,18 @@ export class UpnpError extends Error {
   }
 }
 
+/** One forwarding as the router lists it (GetSpecificPortMappingEntry). */
+export interface PortMappingEntry {
+  externalPort: number;
+  protocol: "TCP" | "UDP";
+  internalPort: number;
+  internalClient: string;
+  enabled: boolean;
+  description: string;
+  /** Seconds left (IGD:2) or asked for; 0: permanent. */
+  leaseSeconds: number;
+}
+
 export interface WanService {
   serviceType: string;
   /** Absolute control URL. */
@@ -147,11 +159,15 @@ export class IgdClient {
     throw new UpnpError(f?.code ?? null, f?.description ?? "", res.status, action);
   }
 
-  /** The router's public IPv4 address (GetExternalIPAddress); null when it reports none. */
+  /**
+   * The router's public IPv4 address (GetExternalIPAddress); null when it
+   * reports none: an empty value (miniupnpd when its WAN address is private,
+   * i.e. double NAT) or 0.0.0.0 (WAN link down on many routers).
+   */
   async externalAddress(): Promise<string | null> {
     const body = await this.call("GetExternalIPAddress", []);
     const ip = elementText(body, "NewExternalIPAddress");
-    return ip ? ip : null;
+    return ip && ip !== "0.0.0.0" ? ip : null;
   }
 
   /**
@@ -180,6 +196,41 @@ export class IgdClient {
       }
       throw e;
     }
+  }
+
+  /**
+   * The router's entry for `externalPort` (the GetSpecificPortMappingEntry
+   * action of the WANIPConnection:1/2 templates), or null when it has none
+   * (error 714, NoSuchEntryInArray). Other faults throw UpnpError.
+   */
+  async getSpecificPortMapping(externalPort: number, protocol: "TCP" | "UDP" = "TCP"): Promise<PortMappingEntry | null> {
+    let body: string;
+    try {
+      body = await this.call("GetSpecificPortMappingEntry", [
+        ["NewRemoteHost", ""],
+        ["NewExternalPort", externalPort],
+        ["NewProtocol", protocol],
+      ]);
+    } catch (e) {
+      if (e instanceof UpnpError && e.code === 714) return null;
+      throw e;
+    }
+    const int = (name: string) => {
+      const t = elementText(body, name);
+      return t !== null && /^\d+$/.test(t) ? Number(t) : null;
+    };
+    const internalPort = int("NewInternalPort");
+    const internalClient = elementText(body, "NewInternalClient");
+    if (internalPort === null || !internalClient) throw new UpnpError(null, "GetSpecificPortMappingEntry answer without NewInternalPort/NewInternalClient", 200, "GetSpecificPortMappingEntry");
+    return {
+      externalPort,
+      protocol,
+      internalPort,
+      internalClient,
+      enabled: elementText(body, "NewEnabled") === "1",
+      description: elementText(body, "NewPortMappingDescription") ?? "",
+      leaseSeconds: int("NewLeaseDuration") ?? 0,
+    };
   }
 
   async deletePortMapping(externalPort: number, protocol: "TCP" | "UDP" = "TCP"): Promise<void> {

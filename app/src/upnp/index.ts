@@ -14,10 +14,14 @@
  *    is a SOAP fault with a UPnP error code (e.g. 606 not authorized, 718
  *    conflict, 725 only permanent leases) that we show as the router sent it.
  *
- * The multicast address and port are parameters: tests run a fake SSDP
- * responder and a fake IGD on 127.0.0.1 and never send real multicast. The
- * description URL is fetched only from the host that answered the search
- * (a LAN device cannot point us elsewhere).
+ * The multicast address and port are parameters: unit tests run a fake SSDP
+ * responder and a fake IGD on 127.0.0.1 and never send real multicast;
+ * test/port-mapping-real/ runs this client with real multicast against
+ * miniupnpd (IGD:1 and IGD:2) in network namespaces. The description URL is
+ * fetched only from the host that answered the search (a LAN device cannot
+ * point us elsewhere). The answer's ST is not trusted for the version:
+ * miniupnpd in IGD:1 mode also answers the IGD:2 search; the description's
+ * service list decides (findWanService).
  */
-export { discoverIgd, searchRequest, parseSearchResponse, SSDP_ADDRESS, SSDP_PORT, IGD_DEVICE_TYPES, type SsdpTarget, type SsdpAnswer } from "./ssdp.ts";
-export { IgdClient, UpnpError, findWanService, loadIgd, soapEnvelope, parseSoapFault, WAN_SERVICE_TYPES, UPNP_ERROR_TEXT, type WanService } from "./igd.ts";
+export { discoverIgd, searchMx, searchRequest, parseSearchResponse, SSDP_ADDRESS, SSDP_PORT, IGD_DEVICE_TYPES, type SsdpTarget, type SsdpAnswer } from "./ssdp.ts";
+export { IgdClient, UpnpError, findWanService, loadIgd, soapEnvelope, parseSoapFault, WAN_SERVICE_TYPES, UPNP_ERROR_TEXT, type WanService, type PortMappingEntry } from "./igd.ts";

@@ -45,17 +45,29 @@ export function parseSearchResponse(text: string): { location: string; st: strin
   return { location, st: headers.get("st") ?? "" };
 }
 
+/**
+ * The MX to ask for when listening `waitMs` for answers. UDA 1.1 §1.3.2:
+ * a device delays its answer by a random time up to MX seconds (MX at
+ * least 1, at most 5), so MX must end a second before we stop listening,
+ * or answers from the late part of a device's window are lost.
+ */
+export function searchMx(waitMs: number): number {
+  return Math.max(1, Math.min(5, Math.floor(waitMs / 1000) - 1));
+}
+
 function isMulticast(ip: string): boolean {
   const first = Number(ip.split(".")[0]);
   return isIPv4(ip) && first >= 224 && first <= 239;
 }
 
 /**
- * Search for IGDs: answers whose ST is an IGD device type and whose
+ * Search for IGDs (wait at least 2000 ms: answers may come up to MX = 1 s
+ * late, see searchMx): answers whose ST is an IGD device type and whose
  * LOCATION is an http URL on the answering host, first answer first,
  * deduplicated by location. Empty when nobody answered within `waitMs`.
+ * Aborting `signal` ends the wait early with the answers so far.
  */
-export function discoverIgd(target: SsdpTarget = { address: SSDP_ADDRESS, port: SSDP_PORT }, waitMs = 2000): Promise<SsdpAnswer[]> {
+export function discoverIgd(target: SsdpTarget = { address: SSDP_ADDRESS, port: SSDP_PORT }, waitMs = 2000, signal?: AbortSignal): Promise<SsdpAnswer[]> {
   return new Promise((resolve) => {
     const found: SsdpAnswer[] = [];
     const sock = dgram.createSocket("udp4");
@@ -64,6 +76,7 @@ export function discoverIgd(target: SsdpTarget = { address: SSDP_ADDRESS, port: 
       if (done) return;
       done = true;
       clearTimeout(timer);
+      signal?.removeEventListener("abort", finish);
       try {
         sock.close();
       } catch {
@@ -72,6 +85,11 @@ export function discoverIgd(target: SsdpTarget = { address: SSDP_ADDRESS, port: 
       resolve(found);
     };
     const timer = setTimeout(finish, waitMs);
+    if (signal?.aborted) {
+      finish();
+      return;
+    }
+    signal?.addEventListener("abort", finish, { once: true });
     sock.on("error", finish);
     sock.on("message", (msg, rinfo) => {
       const a = parseSearchResponse(msg.toString("latin1"));
@@ -88,9 +106,10 @@ export function discoverIgd(target: SsdpTarget = { address: SSDP_ADDRESS, port: 
       found.push({ location: a.location, st: a.st, from: rinfo.address });
     });
     sock.bind(0, () => {
+      if (done) return;
       // UDA 1.1 §1.1.2: multicast SSDP with a TTL of 2 (routers are one hop away).
       if (isMulticast(target.address)) sock.setMulticastTTL(2);
-      const mx = Math.max(1, Math.min(5, Math.floor(waitMs / 1000)));
+      const mx = searchMx(waitMs);
       for (const st of IGD_DEVICE_TYPES) sock.send(searchRequest(st, mx, target), target.port, target.address);
     });
   });

@@ -10,12 +10,19 @@
  *    address request, each port is asked for; the router may refuse (many
  *    refuse ports below 1024) or offer another external port, which is no
  *    use for mail (other servers always connect to 25) and is given back.
- * 3. UPnP-IGD (upnp/) for every port NAT-PMP did not map: SSDP discovery,
- *    then AddPortMapping; the router's UPnP error is kept per port.
- * 4. Each port ends "mapped" (with how), "refused" (with the router's
- *    words), or "not tried" (no router protocol answered, or we do not
- *    listen on it); the page shows the manual forwarding instructions for
- *    every port that is not mapped.
+ * 3. UPnP-IGD (upnp/) for every port NAT-PMP did not map: SSDP discovery
+ *    (started alongside step 2, so a UPnP-only router costs the NAT-PMP
+ *    timeout, not that plus the SSDP wait), then AddPortMapping; the
+ *    router's UPnP error is kept per port.
+ * 4. Each port ends "mapped" (with how), "refused" (detail "not mapped:
+ *    router refused (…)" with each protocol's answer in its own terms:
+ *    NAT-PMP result code, UPnP error code), or "not tried" (no router
+ *    protocol answered, or we do not listen on it); the page shows the
+ *    manual forwarding instructions for every port that is not mapped.
+ *    A router without a public address of its own (NAT-PMP result 3, an
+ *    empty GetExternalIPAddress, a private or carrier-grade NAT WAN address)
+ *    is behind another NAT: the report warns that mapping on it cannot make
+ *    the box reachable. Proven against miniupnpd in test/port-mapping-real/.
  * 5. Mappings have lifetimes: the mapper runs again at half the shortest
  *    one (RFC 6886 §3.3) while the server runs.
  */
@@ -61,6 +68,12 @@ export interface PortMappingReport {
   ports: PortResult[];
   /** Manual forwarding instructions, one per port not mapped. */
   manual: string[];
+  /**
+   * What the admin must know beyond single ports, in plain words: above all
+   * a router with no public address of its own (double NAT), where mapping
+   * ports on it cannot make this box reachable from the internet.
+   */
+  warnings: string[];
 }
 
 export interface PortMappingOptions {
@@ -101,6 +114,24 @@ function wantedPorts(config: Config, bound: ReadonlyMap<string, number>): { port
   });
 }
 
+/**
+ * True for an IPv4 address that a router's WAN side can only have behind
+ * another NAT: RFC 1918 private, RFC 6598 shared (carrier-grade NAT),
+ * link-local, loopback, "this network" (0/8). Documentation ranges count as
+ * public here (tests use them as the router's public address).
+ */
+export function isNatInternalIPv4(ip: string): boolean {
+  const o = ip.split(".").map(Number);
+  if (o.length !== 4 || o.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) return false;
+  const [a, b] = [o[0]!, o[1]!];
+  return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b <= 127) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
+}
+
+/** The double-NAT warning: the router's WAN side is itself behind another NAT. */
+export function doubleNatWarning(evidence: string): string {
+  return `The router has no public address of its own (${evidence}): it is behind another router or the internet provider's NAT (double NAT or carrier-grade NAT). Ports forwarded on it do not make this box reachable from the internet; forward them on the outer router too, or ask the provider for a public address.`;
+}
+
 /** Instructions for the ports that are not mapped. */
 export function manualInstructions(ports: readonly PortResult[], lan: string | null): string[] {
   return ports
@@ -127,7 +158,15 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
     upnp: "not tried",
     ports: wanted.map((w) => ({ ...w, status: "not-tried", method: null, lifetime: null, detail: w.internalPort === null ? "no listener serves this port" : "" })),
     manual: [],
+    warnings: [],
   };
+  /** Per port, why each protocol did not map it, in the router's own terms; `refused` when the router answered no (not a timeout or a network error). */
+  const why = new Map<number, { text: string; refused: boolean }[]>();
+  const fail = (p: PortResult, text: string, refused: boolean) => {
+    p.status = "refused";
+    why.set(p.port, [...(why.get(p.port) ?? []), { text, refused }]);
+  };
+  let noPublicAddress: string | null = null;
   const open = () => report.ports.filter((p) => p.status !== "mapped" && p.internalPort !== null);
   if (!gateway) {
     for (const p of open()) p.detail = "no default gateway (router) found";
@@ -137,6 +176,14 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   const lan = o.lanAddress ? o.lanAddress(gateway) : lanAddressFor(gateway, gwInfo?.iface ?? null);
   report.lanAddress = lan;
 
+  // UPnP discovery runs while NAT-PMP is asked (it waits `ssdpWaitMs` for
+  // answers); it is stopped when NAT-PMP maps every port.
+  const stopSsdp = new AbortController();
+  const discovery = discoverIgd(o.ssdp ?? { address: SSDP_ADDRESS, port: SSDP_PORT }, o.ssdpWaitMs ?? 2000, stopSsdp.signal).catch((e: unknown) => {
+    log.warn("port mapping: SSDP search failed", { err: e as Error });
+    return [];
+  });
+
   // NAT-PMP (RFC 6886).
   try {
     const pmp = new NatPmpClient({
@@ -145,21 +192,35 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
       ...(o.natpmpTries !== undefined ? { tries: o.natpmpTries } : {}),
       ...(o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: o.natpmpInitialRetryMs } : {}),
     });
-    const ext = await pmp.externalAddress();
-    report.natpmp = "answered";
-    report.externalAddress = ext.address;
-    for (const p of open()) {
-      try {
-        const m = await pmp.map("tcp", p.internalPort!, p.port, lifetime);
-        if (m.externalPort === p.port) {
-          Object.assign(p, { status: "mapped", method: "nat-pmp", lifetime: m.lifetime, detail: `NAT-PMP: mapped for ${m.lifetime} s` });
-        } else {
-          // RFC 6886 §3.3: the router chose another port; mail needs this one, so give it back.
-          Object.assign(p, { status: "refused", detail: `NAT-PMP: the router offered external port ${m.externalPort} instead` });
-          await pmp.unmap("tcp", p.internalPort!).catch(() => undefined);
+    let ext: Awaited<ReturnType<NatPmpClient["externalAddress"]>> | null = null;
+    try {
+      ext = await pmp.externalAddress();
+    } catch (e) {
+      if (!(e instanceof NatPmpRefused)) throw e;
+      // RFC 6886 §3.5: the router speaks NAT-PMP but answers no (3: it has no
+      // public address, e.g. double NAT). Mapping requests would get the same
+      // answer (miniupnpd gives 3 to every one): ask none, say why per port.
+      report.natpmp = "answered";
+      for (const p of open()) fail(p, `NAT-PMP result ${e.resultCode}: ${RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
+      if (e.resultCode === 3) noPublicAddress = "NAT-PMP result 3, network failure";
+    }
+    if (ext) {
+      report.natpmp = "answered";
+      report.externalAddress = ext.address;
+      for (const p of open()) {
+        try {
+          const m = await pmp.map("tcp", p.internalPort!, p.port, lifetime);
+          if (m.externalPort === p.port) {
+            Object.assign(p, { status: "mapped", method: "nat-pmp", lifetime: m.lifetime, detail: `NAT-PMP: mapped for ${m.lifetime} s` });
+          } else {
+            // RFC 6886 §3.3: the router chose another port; mail needs this one, so give it back.
+            fail(p, `NAT-PMP: the router offered external port ${m.externalPort} instead of ${p.port}`, true);
+            await pmp.unmap("tcp", p.internalPort!).catch(() => undefined);
+          }
+        } catch (e) {
+          if (e instanceof NatPmpRefused) fail(p, `NAT-PMP result ${e.resultCode}: ${RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
+          else fail(p, `NAT-PMP: ${(e as Error).message}`, false);
         }
-      } catch (e) {
-        Object.assign(p, { status: "refused", detail: e instanceof NatPmpRefused ? `NAT-PMP: ${RESULT_TEXT[e.resultCode] ?? `result ${e.resultCode}`}` : `NAT-PMP: ${(e as Error).message}` });
       }
     }
   } catch (e) {
@@ -168,43 +229,54 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   }
 
   // UPnP-IGD for what NAT-PMP did not map.
-  if (open().length > 0) {
+  if (open().length === 0) {
+    stopSsdp.abort();
+    await discovery;
+  } else {
     let igd: IgdClient | null = null;
-    try {
-      const answers = await discoverIgd(o.ssdp ?? { address: SSDP_ADDRESS, port: SSDP_PORT }, o.ssdpWaitMs ?? 2000);
-      for (const a of answers) {
-        const svc = await loadIgd(a.location).catch((e: unknown) => {
-          log.warn("port mapping: unreadable IGD description", { location: a.location, err: e as Error });
-          return null;
-        });
-        if (svc) {
-          igd = new IgdClient(svc);
-          break;
-        }
+    for (const a of await discovery) {
+      const svc = await loadIgd(a.location).catch((e: unknown) => {
+        log.warn("port mapping: unreadable IGD description", { location: a.location, err: e as Error });
+        return null;
+      });
+      if (svc) {
+        igd = new IgdClient(svc);
+        break;
       }
-    } catch (e) {
-      log.warn("port mapping: SSDP search failed", { err: e as Error });
     }
     report.upnp = igd ? "found" : "not found";
     if (igd) {
-      if (report.externalAddress === null) report.externalAddress = await igd.externalAddress().catch(() => null);
+      const upnpExternal = await igd.externalAddress().catch(() => undefined);
+      if (report.externalAddress === null && upnpExternal) report.externalAddress = upnpExternal;
+      // An IGD that answers GetExternalIPAddress with nothing (miniupnpd on a private WAN address) has no public address.
+      if (upnpExternal === null && noPublicAddress === null) noPublicAddress = "UPnP GetExternalIPAddress is empty";
       for (const p of open()) {
-        const before = p.status === "refused" ? `${p.detail}; ` : "";
         if (!lan) {
-          Object.assign(p, { status: "refused", detail: `${before}UPnP: our LAN address is unknown` });
+          fail(p, "UPnP: our LAN address is unknown", false);
           continue;
         }
         try {
           const lease = await igd.addPortMapping({ externalPort: p.port, internalPort: p.internalPort!, internalClient: lan, description, leaseSeconds: lifetime });
+          why.delete(p.port);
           Object.assign(p, { status: "mapped", method: "upnp", lifetime: lease, detail: lease === 0 ? "UPnP: mapped (permanent)" : `UPnP: mapped for ${lease} s` });
         } catch (e) {
-          Object.assign(p, { status: "refused", detail: `${before}UPnP: ${e instanceof UpnpError ? e.message : (e as Error).message}` });
+          // UDA 1.1 §3.2.2: a SOAP fault with a UPnP error code is the router's answer; anything else (HTTP error, timeout) is not.
+          fail(p, e instanceof UpnpError ? e.message : `UPnP: ${(e as Error).message}`, e instanceof UpnpError && e.code !== null);
         }
       }
     }
   }
+  if (noPublicAddress === null && report.externalAddress !== null && isNatInternalIPv4(report.externalAddress)) noPublicAddress = `its WAN address is ${report.externalAddress}`;
+  if (noPublicAddress !== null) report.warnings.push(doubleNatWarning(noPublicAddress));
   for (const p of open()) {
-    if (p.status === "not-tried") p.detail = "the router answered neither NAT-PMP nor UPnP";
+    const reasons = why.get(p.port) ?? [];
+    if (reasons.length === 0) {
+      if (p.status === "not-tried") p.detail = "the router answered neither NAT-PMP nor UPnP";
+      continue;
+    }
+    const list = reasons.map((r) => r.text).join("; ");
+    p.detail = reasons.some((r) => r.refused) ? `not mapped: router refused (${list})` : `not mapped: ${list}`;
+    if (noPublicAddress !== null) p.detail += "; the router has no public address (double NAT)";
   }
   report.manual = manualInstructions(report.ports, lan);
   const count = (s: PortState) => report.ports.filter((p) => p.status === s).map((p) => p.port).join(",") || "none";

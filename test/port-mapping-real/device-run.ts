@@ -1,0 +1,124 @@
+/**
+ * Our port mapping code, run by router-lab.ts inside the device namespace
+ * (`ip netns exec DEVICE bun device-run.ts JSON`), as it runs on the Pi:
+ * the gateway from this namespace's /proc/net/route, SSDP to the real
+ * multicast group, our LAN address from the interfaces.
+ *
+ * argv[2] is one JSON operation:
+ * - `{ op: "upnp", service?, waitMs?, calls }`: discovers the IGD (unless
+ *   `service` is given), then runs each call on an IgdClient: `external`,
+ *   `add` {externalPort, internalPort, internalClient?, leaseSeconds,
+ *   description?, protocol?}, `get` {externalPort, protocol?}, `delete`
+ *   {externalPort, protocol?}.
+ * - `{ op: "natpmp", calls }`: a NatPmpClient on the default gateway:
+ *   `external`, `map` {internalPort, externalPort, lifetime, protocol?},
+ *   `unmap` {internalPort, protocol?}.
+ * - `{ op: "map-router-ports", listener, lifetime?, runs? }`: mapRouterPorts
+ *   with nothing overridden but the config (run `runs` times, default 1).
+ * It prints one line `RESULT <json>`; every call's outcome is
+ * `{ ok: value }` or `{ error: {name, message, code?, resultCode?} }`.
+ */
+import { DEFAULT_LIMITS, type Config, type Listener } from "../../app/src/config/types.ts";
+import { Logger } from "../../app/src/log/index.ts";
+import { NatPmpClient, NatPmpRefused, readDefaultGateway } from "../../app/src/natpmp/index.ts";
+import { discoverIgd, IgdClient, loadIgd, UpnpError, type WanService } from "../../app/src/upnp/index.ts";
+import { lanAddressFor, mapRouterPorts } from "../../app/src/web/port-mapping.ts";
+
+type Call = { action: string } & Record<string, unknown>;
+type Outcome = { ok: unknown } | { error: { name: string; message: string; code?: number | null; resultCode?: number } };
+
+function failure(e: unknown): Outcome {
+  if (e instanceof UpnpError) return { error: { name: e.name, message: e.message, code: e.code } };
+  if (e instanceof NatPmpRefused) return { error: { name: e.name, message: e.message, resultCode: e.resultCode } };
+  const err = e as Error;
+  return { error: { name: err.name, message: err.message } };
+}
+
+async function outcome(f: () => Promise<unknown>): Promise<Outcome> {
+  try {
+    return { ok: (await f()) ?? null };
+  } catch (e) {
+    return failure(e);
+  }
+}
+
+const num = (v: unknown): number => {
+  if (typeof v !== "number") throw new Error(`expected a number, got ${JSON.stringify(v)}`);
+  return v;
+};
+const proto = (v: unknown): "TCP" | "UDP" => (v === "UDP" ? "UDP" : "TCP");
+
+async function upnp(o: { service?: WanService; waitMs?: number; calls: Call[] }): Promise<unknown> {
+  let service = o.service ?? null;
+  let answers: unknown[] = [];
+  if (!service) {
+    const found = await discoverIgd(undefined, o.waitMs ?? 2000);
+    answers = found;
+    if (found[0]) service = await loadIgd(found[0].location);
+  }
+  if (!service) return { answers, service: null, results: [] };
+  const igd = new IgdClient(service);
+  const gw = readDefaultGateway();
+  const lan = gw ? lanAddressFor(gw.gateway, gw.iface) : null;
+  const results: Outcome[] = [];
+  for (const c of o.calls) {
+    if (c.action === "external") results.push(await outcome(() => igd.externalAddress()));
+    else if (c.action === "add")
+      results.push(
+        await outcome(() =>
+          igd.addPortMapping({
+            externalPort: num(c.externalPort),
+            internalPort: num(c.internalPort),
+            internalClient: typeof c.internalClient === "string" ? c.internalClient : (lan ?? "0.0.0.0"),
+            description: typeof c.description === "string" ? c.description : "Letterbox test",
+            leaseSeconds: num(c.leaseSeconds),
+            protocol: proto(c.protocol),
+          }),
+        ),
+      );
+    else if (c.action === "get") results.push(await outcome(() => igd.getSpecificPortMapping(num(c.externalPort), proto(c.protocol))));
+    else if (c.action === "delete") results.push(await outcome(() => igd.deletePortMapping(num(c.externalPort), proto(c.protocol))));
+    else throw new Error(`unknown upnp action ${c.action}`);
+  }
+  return { answers, service, lanAddress: lan, results };
+}
+
+async function natpmp(o: { calls: Call[] }): Promise<unknown> {
+  const gw = readDefaultGateway();
+  if (!gw) throw new Error("no default gateway in this namespace");
+  const pmp = new NatPmpClient({ gateway: gw.gateway });
+  const results: Outcome[] = [];
+  for (const c of o.calls) {
+    const p = c.protocol === "udp" ? "udp" : "tcp";
+    if (c.action === "external") results.push(await outcome(() => pmp.externalAddress()));
+    else if (c.action === "map") results.push(await outcome(() => pmp.map(p, num(c.internalPort), num(c.externalPort), num(c.lifetime))));
+    else if (c.action === "unmap") results.push(await outcome(() => pmp.unmap(p, num(c.internalPort))));
+    else throw new Error(`unknown natpmp action ${c.action}`);
+  }
+  return { gateway: gw, results };
+}
+
+async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?: number; runs?: number }): Promise<unknown> {
+  const config: Config = {
+    file: null,
+    hostname: "mail.example.org",
+    dataDir: "/nonexistent",
+    logLevel: "info",
+    tls: null,
+    listeners: [{ name: "public", ips: ["0.0.0.0"], ...o.listener }],
+    limits: DEFAULT_LIMITS,
+    catchallSeparator: "",
+    localserve: false,
+  };
+  const reports = [];
+  for (let i = 0; i < (o.runs ?? 1); i++) reports.push(await mapRouterPorts(config, o.lifetime !== undefined ? { lifetime: o.lifetime } : {}, new Logger({ room: "portmap" })));
+  return reports;
+}
+
+const op = JSON.parse(process.argv[2] ?? "{}") as { op?: string } & Record<string, unknown>;
+let result: unknown;
+if (op.op === "upnp") result = await upnp(op as unknown as Parameters<typeof upnp>[0]);
+else if (op.op === "natpmp") result = await natpmp(op as unknown as Parameters<typeof natpmp>[0]);
+else if (op.op === "map-router-ports") result = await mapPorts(op as unknown as Parameters<typeof mapPorts>[0]);
+else throw new Error(`unknown op ${String(op.op)}`);
+process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);
