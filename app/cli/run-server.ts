@@ -87,8 +87,8 @@ export async function startServer(opts: {
     await queue?.stop();
     throw e;
   }
-  for (const a of web.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port });
-  // HTTP-01 needs port 80 answering: order certificates only now.
+  for (const a of web.addresses) log.info("listening", { listener: a.listener, service: a.kind, host: a.host, port: a.port, ...(a.internalPort ? { front: "tls-alpn-01", internal: `127.0.0.1:${a.internalPort}` } : {}) });
+  // The challenge needs its listener answering (HTTP-01: port 80; TLS-ALPN-01: the HTTPS front): order certificates only now.
   if (acme) void acme.start();
 
   let resolveDone!: () => void;

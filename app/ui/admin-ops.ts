@@ -211,6 +211,13 @@ function certLine(c: CertView): Child {
   return h("li", {}, `${c.keyType}: ${c.names.join(", ")} — valid until ${when(c.notAfter)} (${days} day(s)), issuer ${c.issuer}`);
 }
 
+/** What the CA checks for each challenge (config [acme] challenge), and which port must be open for it. */
+function challengeText(challenge: string): string {
+  if (challenge === "tls-alpn-01") return "Challenge TLS-ALPN-01 (RFC 8737): the CA connects to the HTTPS port (443), which must be reachable from the internet; port 80 is not needed.";
+  if (challenge === "http-01") return "Challenge HTTP-01 (RFC 8555 §8.3): the CA fetches a file over the HTTP port (80), which must be reachable from the internet.";
+  return `Challenge ${challenge}.`;
+}
+
 export async function renderTls(api: ApiClient, _s: unknown, refresh: () => void): Promise<Child> {
   const [st, mode] = await Promise.all([api.call<TlsStatus>("tlsStatus"), api.call<{ mode: string }>("mtaStsMode")]);
   const acme = st.acme;
@@ -244,7 +251,8 @@ export async function renderTls(api: ApiClient, _s: unknown, refresh: () => void
       ? h(
           "div",
           { id: "acme" },
-          h("p", {}, `ACME from ${acme.directoryUrl}, challenge ${acme.challenge}.`, acme.accountUrl ? ` Account ${acme.accountUrl}.` : " Account not registered yet."),
+          h("p", {}, `ACME from ${acme.directoryUrl}.`, acme.accountUrl ? ` Account ${acme.accountUrl}.` : " Account not registered yet."),
+          h("p", { id: "acme-challenge", "data-challenge": acme.challenge }, challengeText(acme.challenge)),
           acme.hosts.map((x) =>
             h(
               "div",

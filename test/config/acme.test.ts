@@ -55,6 +55,7 @@ directory_ca = "ca.pem"
     agreeTos: true,
     hosts: ["mail.example.org", "mta-sts.example.org"],
     directoryCaFile: join(dir, "ca.pem"),
+    challenge: "tls-alpn-01",
   });
   expect(config!.tls).toBeNull();
 });
@@ -100,9 +101,31 @@ test("directory_url and agree_tos are required; hosts must be a non-empty array"
   expect(problems.map((p) => p.key).sort()).toEqual(["acme.agree_tos", "acme.directory_url", "acme.hosts"]);
 });
 
-test("ACME without any http listener is refused (HTTP-01 needs port 80)", async () => {
-  const { problems } = await load(BASE.replace("http = 80\n", "") + `\n[acme]\ndirectory_url = "https://ca.example/dir"\nagree_tos = true\n`);
+test("challenge defaults to tls-alpn-01, which needs an https listener but no http one", async () => {
+  const acme = `\n[acme]\ndirectory_url = "https://ca.example/dir"\nagree_tos = true\n`;
+  const noHttp = await load(BASE.replace("http = 80\n", "") + acme);
+  expect(noHttp.problems).toEqual([]);
+  expect(noHttp.config!.acme!.challenge).toBe("tls-alpn-01");
+  const noHttps = await load(BASE.replace("https = 443\n", "") + acme);
+  expect(noHttps.problems).toHaveLength(1);
+  expect(noHttps.problems[0]).toMatchObject({ key: "acme.challenge" });
+  expect(noHttps.problems[0]!.reason).toContain("https port");
+  expect(noHttps.problems[0]!.reason).toContain("RFC 8737");
+});
+
+test("challenge = \"http-01\" without any http listener is refused (HTTP-01 needs port 80)", async () => {
+  const { problems } = await load(BASE.replace("http = 80\n", "") + `\n[acme]\ndirectory_url = "https://ca.example/dir"\nagree_tos = true\nchallenge = "http-01"\n`);
   expect(problems).toHaveLength(1);
-  expect(problems[0]).toMatchObject({ key: "acme" });
+  expect(problems[0]).toMatchObject({ key: "acme.challenge" });
   expect(problems[0]!.reason).toContain("http port");
+  const ok = await load(BASE + `\n[acme]\ndirectory_url = "https://ca.example/dir"\nagree_tos = true\nchallenge = "http-01"\n`);
+  expect(ok.problems).toEqual([]);
+  expect(ok.config!.acme!.challenge).toBe("http-01");
+});
+
+test("an unknown challenge or a non-string is refused by key", async () => {
+  for (const v of [`"dns-01"`, `"TLS-ALPN-01"`, `1`]) {
+    const { problems } = await load(BASE + `\n[acme]\ndirectory_url = "https://ca.example/dir"\nagree_tos = true\nchallenge = ${v}\n`);
+    expect(problems.map((p) => p.key)).toEqual(["acme.challenge"]);
+  }
 });

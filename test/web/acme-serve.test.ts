@@ -188,6 +188,7 @@ directory_url = "https://127.0.0.1:${acmePort}/dir"
 directory_ca = "pebble-cert.pem"
 contact_email = "postmaster@letterbox.test"
 agree_tos = true
+challenge = "http-01"
 `,
   );
   server = await spawnServer([bunPath(), MAIN, "serve", "--config", config], { readyPattern: /msg="serve ready"/, cwd: REPO_ROOT, timeoutMs: 60_000 });

@@ -18,7 +18,7 @@ import { isIP } from "node:net";
 import { parse as parseToml } from "smol-toml";
 import { isLevel } from "../log/index.ts";
 import { normalizeDomain, parseAddress, formatAddress, addressKey, AddressError } from "../smtp/address.ts";
-import { DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeConfig, type Config, type Delivery, type Limits, type Listener, type Route, type Smarthost } from "./types.ts";
+import { DEFAULT_ACME_CHALLENGE, DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeChallenge, type AcmeConfig, type Config, type Delivery, type Limits, type Listener, type Route, type Smarthost } from "./types.ts";
 
 export interface ConfigProblem {
   file: string;
@@ -262,7 +262,12 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
   const acme = validateAcme(c, file, raw.acme);
-  if (acme && !listeners.some((l) => l.http)) c.fail("acme", "ACME HTTP-01 needs an http port (80) on some listener: the CA fetches /.well-known/acme-challenge/ there (RFC 8555 §8.3)");
+  if (acme?.challenge === "http-01" && !listeners.some((l) => l.http)) {
+    c.fail("acme.challenge", `"http-01" needs an http port (80) on some listener: the CA fetches /.well-known/acme-challenge/ there (RFC 8555 §8.3); or use "tls-alpn-01" on the https port`);
+  }
+  if (acme?.challenge === "tls-alpn-01" && !listeners.some((l) => l.https)) {
+    c.fail("acme.challenge", `"tls-alpn-01" needs an https port (443) on some listener: the CA connects there with ALPN "acme-tls/1" (RFC 8737 §3); or use "http-01" on the http port`);
+  }
   if (!tls && !acme) {
     for (const l of listeners) {
       for (const svc of ["submissions", "imaps", "https"] as const) {
@@ -421,12 +426,14 @@ export function validateConfig(file: string, raw: Table): Config {
  * The [acme] table: directory_url (https, required), contact_email,
  * agree_tos (must be true: RFC 8555 §7.3 lets the CA refuse accounts that
  * did not agree), hosts (DNS names; default computed at start),
- * directory_ca (PEM file trusted for the directory only).
+ * directory_ca (PEM file trusted for the directory only), challenge
+ * ("tls-alpn-01", the default, or "http-01"; the listener it needs is
+ * checked by validateConfig).
  */
 function validateAcme(c: Checker, file: string, v: unknown): AcmeConfig | null {
   const t = c.table("acme", v);
   if (!t) return null;
-  c.unknownKeys("acme.", t, ["directory_url", "contact_email", "agree_tos", "hosts", "directory_ca"]);
+  c.unknownKeys("acme.", t, ["directory_url", "contact_email", "agree_tos", "hosts", "directory_ca", "challenge"]);
   let ok = true;
   const url = c.str("acme.directory_url", t.directory_url);
   if (t.directory_url === undefined) {
@@ -493,9 +500,15 @@ function validateAcme(c: Checker, file: string, v: unknown): AcmeConfig | null {
       ok = false;
     }
   }
+  let challenge: AcmeChallenge = DEFAULT_ACME_CHALLENGE;
+  const ch = c.str("acme.challenge", t.challenge);
+  if (ch !== undefined) {
+    if (ch === "http-01" || ch === "tls-alpn-01") challenge = ch;
+    else c.fail("acme.challenge", `must be "tls-alpn-01" (RFC 8737, on the https port) or "http-01" (RFC 8555 §8.3, on the http port), got ${JSON.stringify(ch)}`);
+  }
   // With problems the whole config is refused anyway; the table is returned so
   // that checks depending on it (https without [tls]) do not report twice.
-  return { directoryUrl: ok && url !== undefined ? url : "", contactEmail, agreeTos: agree === true, hosts, directoryCaFile };
+  return { directoryUrl: ok && url !== undefined ? url : "", contactEmail, agreeTos: agree === true, hosts, directoryCaFile, challenge };
 }
 
 /** Read, parse and validate a config file. Throws ConfigError (every problem listed). */

@@ -129,7 +129,24 @@ export interface AcmeConfig {
   hosts: string[] | null;
   /** Extra CA certificate (PEM file) trusted only for the directory's HTTPS (private CAs, tests), or null. */
   directoryCaFile: string | null;
+  /**
+   * How the CA checks that we control a name (key `challenge`, default
+   * "tls-alpn-01", `DEFAULT_ACME_CHALLENGE`): "tls-alpn-01" (RFC 8737) on the
+   * https port (443), answered by the HTTPS front beside the panel; or
+   * "http-01" (RFC 8555 §8.3) on the http port (80).
+   */
+  challenge: AcmeChallenge;
 }
+
+/** The ACME challenge types Letterbox answers (tls/acme.ts ChallengeType). */
+export type AcmeChallenge = "http-01" | "tls-alpn-01";
+
+/**
+ * TLS-ALPN-01 by default: home ISPs often block port 80 inbound, while 443
+ * must be reachable anyway (the MTA-STS policy is only served over HTTPS,
+ * RFC 8461 §3.3); mox also gets its certificates over TLS-ALPN-01 (autocert).
+ */
+export const DEFAULT_ACME_CHALLENGE: AcmeChallenge = "tls-alpn-01";
 
 export const DEFAULT_DNS = { servers: [{ host: "127.0.0.1", port: 53 }] };
 /** mox waits 15 s before answering a first-time sender; no DNSBL unless configured. */

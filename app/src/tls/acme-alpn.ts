@@ -18,11 +18,12 @@
  *   socket (`parseClientHello`), choose the certificate from SNI + ALPN, then
  *   run the handshake with a node:tls `TLSSocket` over a Duplex fed with the
  *   bytes already read (`startTlsAlpnResponder`).
- * So the responder owns its port. On the device, port 443 is the web
- * server's (Bun.serve cannot take over an accepted socket); HTTP-01 on port 80
- * is therefore the default challenge, and TLS-ALPN-01 is for when the
- * responder may hold 443 (no HTTPS server yet, or a front that hands HTTPS
- * connections on through `onOther`).
+ * So whoever reads the ClientHello owns the port. Bun.serve cannot take over
+ * an accepted socket, so in `serve` the HTTPS front (web/https-front.ts) owns
+ * port 443: it answers challenges with `answerTlsAlpnChallenge` and pipes
+ * every other connection to the panel's Bun.serve on loopback.
+ * `startTlsAlpnResponder` is the standalone form (a port of its own; other
+ * hellos get a certificate and a node:tls socket through `onOther`).
  */
 import "reflect-metadata"; // @peculiar/x509 v2 throws at import without it (shared/dependencies.md).
 import * as x509 from "@peculiar/x509";
@@ -217,9 +218,114 @@ export interface TlsAlpnResponder {
   stop(): void;
 }
 
+/** The side of a plain socket a TLS server runs over: where its output goes. */
+export interface RawSocketOut {
+  /** Bytes written now (may be fewer than given: the kernel buffer is full; `drain` follows). */
+  write(b: Uint8Array): number;
+  end(): void;
+}
+
+/** A node:tls server handshake running over bytes fed by hand from a plain socket. */
+export interface FedTls {
+  readonly tls: tls.TLSSocket;
+  /** Bytes the client sent after the ones given at the start. */
+  push(chunk: Uint8Array): void;
+  /** The plain socket can take more output (its `drain` event). */
+  drain(): void;
+  /** The plain socket closed. */
+  closed(): void;
+  /** The plain socket failed. */
+  destroy(): void;
+}
+
+/**
+ * Run a TLS server over a plain socket whose first bytes (the ClientHello)
+ * were already read: node:tls `TLSSocket` on a Duplex fed with `first`, then
+ * with every `push`. Output that the socket does not take at once is kept
+ * and written on `drain`, in order; the socket is ended after the last of it.
+ */
+export function tlsOverRawSocket(out: RawSocketOut, first: Uint8Array, options: { secureContext: tls.SecureContext; ALPNProtocols: string[] }): FedTls {
+  const pending: Uint8Array[] = [];
+  let endAfterFlush = false;
+  let gone = false;
+  const flush = (): void => {
+    while (pending.length > 0 && !gone) {
+      const b = pending[0]!;
+      const n = out.write(b);
+      if (n < b.length) {
+        pending[0] = b.subarray(Math.max(n, 0));
+        return;
+      }
+      pending.shift();
+    }
+    if (endAfterFlush && pending.length === 0 && !gone) out.end();
+  };
+  const duplex = new Duplex({
+    read() {},
+    write(c: Buffer, _enc, cb) {
+      pending.push(new Uint8Array(c));
+      flush();
+      cb();
+    },
+    final(cb) {
+      endAfterFlush = true;
+      flush();
+      cb();
+    },
+  });
+  const t = new tls.TLSSocket(duplex, { isServer: true, secureContext: options.secureContext, ALPNProtocols: options.ALPNProtocols });
+  duplex.push(Buffer.from(first));
+  return {
+    tls: t,
+    push: (chunk) => duplex.push(Buffer.from(chunk)),
+    drain: flush,
+    closed() {
+      gone = true;
+      duplex.push(null);
+    },
+    destroy() {
+      gone = true;
+      duplex.destroy();
+    },
+  };
+}
+
+/** Secure contexts for TLS pairs, made once per pair object. */
+export function secureContextCache(): (p: TlsPair) => tls.SecureContext {
+  const contexts = new WeakMap<TlsPair, tls.SecureContext>();
+  return (p) => {
+    let c = contexts.get(p);
+    if (!c) {
+      c = tls.createSecureContext({ cert: p.certPem, key: p.keyPem });
+      contexts.set(p, c);
+    }
+    return c;
+  };
+}
+
+/**
+ * Answer one TLS-ALPN-01 challenge connection whose ClientHello was read:
+ * handshake with the challenge certificate, negotiate "acme-tls/1", then
+ * close (RFC 8737 §3: no application data follows). Handshake failures are
+ * logged and close the socket.
+ */
+export function answerTlsAlpnChallenge(out: RawSocketOut, first: Uint8Array, secureContext: tls.SecureContext, info: { serverName: string | null; remote: string }, log: Logger): FedTls {
+  // RFC 8737 §3: the server negotiates "acme-tls/1" for the challenge.
+  const fed = tlsOverRawSocket(out, first, { secureContext, ALPNProtocols: [ACME_TLS_ALPN_PROTOCOL] });
+  fed.tls.on("error", (e) => {
+    log.debug("tls-alpn-01: challenge handshake failed", { servername: info.serverName ?? "", remote: info.remote, err: e });
+    out.end();
+  });
+  fed.tls.on("secure", () => {
+    log.info("answered tls-alpn-01 challenge", { host: info.serverName ?? "", remote: info.remote });
+    fed.tls.end();
+  });
+  return fed;
+}
+
 interface ConnState {
   buf: Uint8Array;
-  duplex: Duplex | null;
+  fed: FedTls | null;
   timer: ReturnType<typeof setTimeout> | null;
 }
 
@@ -230,27 +336,19 @@ interface ConnState {
  */
 export function startTlsAlpnResponder(opts: TlsAlpnResponderOptions): TlsAlpnResponder {
   const log = opts.log;
-  const contexts = new WeakMap<TlsPair, tls.SecureContext>();
-  const contextFor = (p: TlsPair): tls.SecureContext => {
-    let c = contexts.get(p);
-    if (!c) {
-      c = tls.createSecureContext({ cert: p.certPem, key: p.keyPem });
-      contexts.set(p, c);
-    }
-    return c;
-  };
+  const contextFor = secureContextCache();
   const listener = Bun.listen<ConnState>({
     hostname: opts.hostname,
     port: opts.port,
     socket: {
       open(s) {
-        s.data = { buf: new Uint8Array(0), duplex: null, timer: null };
+        s.data = { buf: new Uint8Array(0), fed: null, timer: null };
         s.data.timer = setTimeout(() => s.end(), (opts.helloTimeoutSeconds ?? 10) * 1000);
       },
       data(s, chunk) {
         const st = s.data;
-        if (st.duplex) {
-          st.duplex.push(Buffer.from(chunk));
+        if (st.fed) {
+          st.fed.push(chunk);
           return;
         }
         const joined = new Uint8Array(st.buf.length + chunk.length);
@@ -267,51 +365,34 @@ export function startTlsAlpnResponder(opts: TlsAlpnResponderOptions): TlsAlpnRes
           return;
         }
         const challenge = acmeTlsAlpnCertificate(hello.serverName, hello.alpn);
-        const other = challenge ? null : (opts.onOther?.certificate(hello.serverName) ?? null);
-        const pair = challenge ?? other;
-        if (!pair) {
+        if (challenge) {
+          st.fed = answerTlsAlpnChallenge(s, st.buf, contextFor(challenge), { serverName: hello.serverName, remote: s.remoteAddress }, log);
+          return;
+        }
+        const other = opts.onOther?.certificate(hello.serverName) ?? null;
+        if (!other) {
           log.debug("tls-alpn responder: no certificate for connection", { servername: hello.serverName ?? "", alpn: hello.alpn.join(",") });
           s.end();
           return;
         }
-        const duplex = new Duplex({
-          read() {},
-          write(c: Buffer, _enc, cb) {
-            s.write(c);
-            cb();
-          },
-          final(cb) {
-            s.end();
-            cb();
-          },
-        });
-        st.duplex = duplex;
-        const t = new tls.TLSSocket(duplex, {
-          isServer: true,
-          secureContext: contextFor(pair),
-          // RFC 8737 §3: the server negotiates "acme-tls/1" for the challenge.
-          ALPNProtocols: challenge ? [ACME_TLS_ALPN_PROTOCOL] : hello.alpn.filter((a) => a !== ACME_TLS_ALPN_PROTOCOL),
-        });
-        t.on("error", (e) => {
+        const fed = tlsOverRawSocket(s, st.buf, { secureContext: contextFor(other), ALPNProtocols: hello.alpn.filter((a) => a !== ACME_TLS_ALPN_PROTOCOL) });
+        st.fed = fed;
+        fed.tls.on("error", (e) => {
           log.debug("tls-alpn responder: handshake failed", { servername: hello.serverName ?? "", err: e });
           s.end();
         });
-        t.on("secure", () => {
-          if (challenge) {
-            log.info("answered tls-alpn-01 challenge", { host: hello.serverName ?? "", remote: s.remoteAddress });
-            // RFC 8737 §3: no application data follows; close.
-            t.end();
-          } else opts.onOther?.connection(t);
-        });
-        duplex.push(Buffer.from(st.buf));
+        fed.tls.on("secure", () => opts.onOther?.connection(fed.tls));
+      },
+      drain(s) {
+        s.data.fed?.drain();
       },
       close(s) {
         if (s.data.timer) clearTimeout(s.data.timer);
-        s.data.duplex?.push(null);
+        s.data.fed?.closed();
       },
       error(s, e) {
         log.debug("tls-alpn responder: socket error", { err: e });
-        s.data.duplex?.destroy();
+        s.data.fed?.destroy();
       },
     },
   });

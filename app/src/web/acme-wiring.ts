@@ -11,9 +11,13 @@
  *    across renewals (keystore.ts, seed 004).
  * 3. Until a certificate arrives, TLS uses the fallback pair (the [tls]
  *    files, or a self-signed certificate kept in DATA/tls).
- * 4. The listeners start first (HTTP-01 needs port 80 answering), then
- *    `start()` orders what is missing in the background; failures are kept
- *    per host for the TLS page and retried by the manager with backoff.
+ * 4. The challenge is [acme] challenge: "tls-alpn-01" (the default) is
+ *    answered on the https port by the HTTPS front (https-front.ts) in front
+ *    of the panel, "http-01" on the http port by the panel's
+ *    /.well-known/acme-challenge/ route. The listeners start first (the CA
+ *    must find them answering), then `start()` orders what is missing in the
+ *    background; failures are kept per host for the TLS page and retried by
+ *    the manager with backoff.
  * 5. Who uses the certificates: HTTPS by SNI with a listener swap on each
  *    change (server.ts); SMTP and IMAP through `liveTls`, a TLS pair read at
  *    each STARTTLS, so new sessions get the current certificate of the host
@@ -87,7 +91,7 @@ export function setupAcme(config: Config & { acme: AcmeConfig }, store: Store, f
     directoryUrl: a.directoryUrl,
     ...(a.contactEmail ? { contactEmail: a.contactEmail } : {}),
     agreeTermsOfService: a.agreeTos,
-    challenge: "http-01",
+    challenge: a.challenge,
     ...(a.directoryCaFile ? { directoryCaPem: readFileSync(a.directoryCaFile, "utf8") } : {}),
     ...o,
     log: log.child({ room: "acme" }),
@@ -110,7 +114,7 @@ export function setupAcme(config: Config & { acme: AcmeConfig }, store: Store, f
     log.info("acme: certificate in place", { host });
   });
   return {
-    web: { manager, keys, directoryUrl: a.directoryUrl, challenge: "http-01", hosts, caaIssuer: caaIssuerFor(a.directoryUrl), lastErrors },
+    web: { manager, keys, directoryUrl: a.directoryUrl, challenge: a.challenge, hosts, caaIssuer: caaIssuerFor(a.directoryUrl), lastErrors },
     liveTls,
     fallback,
     async start() {

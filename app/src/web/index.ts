@@ -24,7 +24,8 @@
  * 6. Besides the panel, the same listeners serve documents for other mail
  *    software (client-config.ts): the MTA-STS policy at mta-sts.<domain>,
  *    Thunderbird autoconfig, Outlook autodiscover, and the account's Apple
- *    profile; ACME HTTP-01 challenges on port 80 (acme-wiring.ts wires the
+ *    profile; ACME HTTP-01 challenges on port 80, or TLS-ALPN-01 on 443
+ *    through the HTTPS front (https-front.ts) (acme-wiring.ts wires the
  *    certificate manager into serve: HTTPS by SNI with listener swaps,
  *    SMTP/IMAP STARTTLS through a live certificate pair).
  * 7. Admin operations (admin-ops-api.ts): queue, hold rules, suppression

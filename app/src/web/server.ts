@@ -1,5 +1,11 @@
 /**
  * The web app (routes of every page and API) and its listeners.
+ *
+ * HTTP and HTTPS are Bun.serve on the configured ports, except HTTPS with
+ * `[acme] challenge = "tls-alpn-01"`: the public port then belongs to the
+ * HTTPS front (https-front.ts), which answers RFC 8737 challenges and pipes
+ * every other connection to Bun.serve on 127.0.0.1:<ephemeral>; requests
+ * there take their client address from the front.
  */
 import { hostname as osHostname } from "node:os";
 import type { Config } from "../config/types.ts";
@@ -36,6 +42,7 @@ import { QueueStore } from "../store/queue.ts";
 import { formatAddress, normalizeDomain, parseAddress } from "../smtp/address.ts";
 import { acmeHttpChallengeResponse } from "../tls/acme.ts";
 import { bunServeTlsEntries, hotSwapOnCertificateChange } from "../tls/acme-sni.ts";
+import { startHttpsFront, type HttpsFront } from "./https-front.ts";
 import { MAX_AUTODISCOVER_BODY, MTA_STS_PATH, autoconfigXml, autodiscoverRequestAddress, autodiscoverXml, clientSettings, mobileconfigXml, mtaStsPolicy } from "./client-config.ts";
 import { currentHostname, type WebAcme, type WebQueue } from "./context.ts";
 import { mtaStsMode } from "./setup.ts";
@@ -351,11 +358,16 @@ function redirect(path: string): Response {
   return new Response(null, { status: 308, headers: { Location: path } });
 }
 
+/** Where Bun.serve listens behind the HTTPS front: loopback only, an ephemeral port. */
+const INTERNAL_HOST = "127.0.0.1";
+
 export interface WebListenerAddress {
   listener: string;
   kind: "http" | "https";
   host: string;
   port: number;
+  /** HTTPS behind the front (TLS-ALPN-01): the loopback port Bun.serve listens on. */
+  internalPort?: number;
 }
 
 export interface WebServers {
@@ -386,16 +398,25 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
         }
         for (const ip of l.ips) {
           const https = kind === "https";
+          // With the HTTPS front (TLS-ALPN-01), Bun.serve listens on loopback behind it and the client is the front's.
+          let behindFront = false;
+          let front: HttpsFront | null = null;
           const serve = (port: number, tls: { cert: string; key: string } | { serverName: string; cert: string; key: string }[] | null) =>
             Bun.serve({
-              hostname: ip,
+              hostname: behindFront ? INTERNAL_HOST : ip,
               port,
               // Both the old and the new listener of a certificate swap bind the port (acme-sni.ts).
               reusePort: https && acme !== null,
               ...(tls ? { tls } : {}),
               // Large enough for API bodies, small enough to bound memory (api.ts checks again).
               maxRequestBodySize: 2 * 1024 * 1024,
-              fetch: (req, srv) => app.fetch(req, srv.requestIP(req)?.address ?? "", https),
+              fetch: (req, srv) => {
+                if (!behindFront) return app.fetch(req, srv.requestIP(req)?.address ?? "", https);
+                // Only connections the front made are served: their client address cannot be forged.
+                const client = front?.clientFor(srv.requestIP(req)) ?? null;
+                if (!client) return new Response("421 misdirected request\n", { status: 421 }); // RFC 9110 §15.5.20
+                return app.fetch(req, client.address, https);
+              },
               error: (e) => {
                 opts.log.error("http server error", { err: e });
                 return new Response("500 internal error\n", { status: 500 });
@@ -413,6 +434,36 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
               return entries.length ? entries : null;
             };
             if (tlsNow() === null) throw new Error(`listener ${l.name}: https needs a certificate: no ACME certificate yet and no fallback (tls) given`);
+            if (acme.challenge === "tls-alpn-01") {
+              // RFC 8737: the CA's "acme-tls/1" handshake arrives on this port; the front answers it and hands
+              // every other connection to Bun.serve on loopback (https-front.ts). The internal port stays the
+              // same across certificate swaps (the new listener binds the old one's port).
+              behindFront = true;
+              const internal = hotSwapOnCertificateChange<ReturnType<typeof Bun.serve>>(acme.manager, (prev) => serve(prev?.port ?? 0, tlsNow()), opts.log);
+              let f: HttpsFront;
+              try {
+                f = startHttpsFront({
+                  hostname: ip,
+                  port: svc.port,
+                  backend: () => ({ hostname: INTERNAL_HOST, port: internal.current().port ?? 0 }),
+                  log: opts.log.child({ listener: l.name }),
+                });
+              } catch (e) {
+                internal.close(true);
+                throw e;
+              }
+              front = f;
+              const hs = internal;
+              servers.push({
+                stop: (force) => {
+                  f.stop(force ?? true);
+                  hs.close(force ?? true);
+                },
+              });
+              if (svc.port === 0 && !app.ctx.portMapper?.boundPorts.has(kind)) app.ctx.portMapper?.boundPorts.set(kind, f.port);
+              addresses.push({ listener: l.name, kind, host: ip, port: f.port, internalPort: internal.current().port ?? 0 });
+              continue;
+            }
             const hs = hotSwapOnCertificateChange<ReturnType<typeof Bun.serve>>(
               acme.manager,
               (prev) => serve(prev?.port ?? svc.port, tlsNow()),
