@@ -78,6 +78,8 @@ export async function startServer(opts: {
       log: log.child({ room: "web" }),
       acme: acme?.web ?? null,
       queue: queue ? { qs: queue.qs, kick: () => queue!.kick() } : null,
+      submissionQueue: queue,
+      junk: opts.incoming?.filter?.junk ?? null,
       logRing: opts.logRing ?? null,
       updateStatus: opts.updateStatus ?? null,
     });

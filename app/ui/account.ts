@@ -203,6 +203,7 @@ export function startAccount(app: HTMLElement): void {
         "section",
         { class: "card", id: "account-info" },
         h("h1", {}, info.name),
+        h("p", {}, h("a", { href: "/webmail/", id: "webmail-link" }, "Read your mail (webmail)")),
         h("h2", {}, "Addresses"),
         h("ul", {}, info.addresses.map((a) => h("li", {}, a))),
         h("h2", {}, "Storage"),

@@ -5,6 +5,7 @@
 import { startAccount } from "./account.ts";
 import { startAdmin } from "./admin.ts";
 import { startSetup } from "./setup.ts";
+import { startWebmail } from "./webmail.ts";
 
 const page = document.body.dataset["page"];
 const app = document.getElementById("app");
@@ -12,4 +13,5 @@ if (app) {
   if (page === "setup") startSetup(app);
   else if (page === "admin") startAdmin(app);
   else if (page === "account") startAccount(app);
+  else if (page === "webmail") startWebmail(app);
 }

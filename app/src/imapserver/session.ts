@@ -42,7 +42,8 @@ import { search, searchNeeds, searchResponse, type SearchMessage } from "./searc
 import { formatThreads, sortMessages, threadOrderedSubject, threadReferences, type ThreadMessage } from "./thread.ts";
 import { binaryBytes, concat, cut, hasEmbeddedMessage, sectionBytes, sectionLabel, UnknownCteError } from "./fetch.ts";
 import type { Conn, ConnHandler } from "./listener.ts";
-import { keywordsForMove, trainingClass } from "../junk/training.ts";
+import { trainingClass } from "../junk/training.ts";
+import { trainAfterMove, trainByKeywords, type JunkTrainingContext } from "../junk/move-training.ts";
 import type { JunkFilter } from "../junk/filter.ts";
 
 /** RFC 9051 §5.4: the autologout timer is at least 30 minutes. */
@@ -1189,44 +1190,20 @@ export class Session implements ConnHandler {
   }
 
   /**
-   * Junk training after COPY/MOVE (junk/training.ts step 2): a move into
-   * \Junk sets $Junk on the copies, out of \Junk into the Inbox or into a
-   * folder of the user's own sets $NotJunk; then every copy is trained as its
-   * keywords now say. Training trouble is logged, never fails the command:
-   * the messages are already where the user put them.
+   * Junk training after COPY/MOVE (junk/move-training.ts, shared with the
+   * webmail): $Junk/$NotJunk as the move says, then the filter is trained.
    */
   private async junkAfterCopy(from: Mailbox, to: Mailbox, toUids: readonly number[]): Promise<void> {
-    const junk = this.ctx.junk;
-    if (!junk || toUids.length === 0) return;
-    const change = keywordsForMove(from.specialUse, to.specialUse);
-    if (change.add.length === 0 && change.remove.length === 0) return;
-    const acc = this.account!.id;
-    try {
-      // Keywords first (one MODSEQ each), so a later STORE, the web panel and other clients see the judgement.
-      if (change.remove.length) this.ctx.imap.storeFlags(acc, to.id, toUids, "remove", 0, change.remove, null);
-      this.ctx.imap.storeFlags(acc, to.id, toUids, "add", 0, change.add, null);
-      const want = new Set(toUids);
-      await this.trainJunk(this.ctx.imap.loadMessages(to.id).filter((m) => want.has(m.uid)));
-    } catch (e) {
-      this.log.warn("junk training after move failed", { err: e as Error });
-    }
-    this.dirty = true;
+    if (await trainAfterMove(this.junkTraining(), this.account!.id, from.specialUse, to, toUids)) this.dirty = true;
   }
 
-  /** Train the account's filter on each message as its keywords say ($Junk: spam, $NotJunk: ham, neither: untrained). */
+  /** Train the account's filter on each message as its keywords say (junk/move-training.ts). */
   private async trainJunk(msgs: readonly MessageState[]): Promise<void> {
-    const junk = this.ctx.junk;
-    if (!junk || msgs.length === 0) return;
-    const acc = this.account!.id;
-    for (const m of msgs) {
-      try {
-        const data = await this.ctx.store.readMessage({ accountId: acc, id: m.id });
-        const t = junk.trainFromKeywords(acc, data, m.keywords);
-        if (t.previous !== t.now) this.log.debug("junk filter trained", { uid: m.uid, previous: t.previous ?? "none", now: t.now ?? "none" });
-      } catch (e) {
-        this.log.warn("junk training failed", { uid: m.uid, err: e as Error });
-      }
-    }
+    await trainByKeywords(this.junkTraining(), this.account!.id, msgs);
+  }
+
+  private junkTraining(): JunkTrainingContext {
+    return { store: this.ctx.store, imap: this.ctx.imap, junk: this.ctx.junk ?? null, log: this.log };
   }
 
   private async cmdReplace(tag: string, uid: boolean, a: CommandArgsMap["REPLACE"]): Promise<void> {

@@ -43,10 +43,11 @@ export const CSP = [
 
 /** Headers added to every response (CSP, no framing, no MIME sniffing, no referrer leaks). */
 export function securityHeaders(h: Headers, opts: { https: boolean }): void {
-  h.set("Content-Security-Policy", CSP);
-  h.set("X-Frame-Options", "DENY"); // RFC 7034
+  // A response that set its own policy keeps it (the webmail's message documents and page).
+  if (!h.has("Content-Security-Policy")) h.set("Content-Security-Policy", CSP);
+  if (!h.has("X-Frame-Options")) h.set("X-Frame-Options", "DENY"); // RFC 7034
   h.set("X-Content-Type-Options", "nosniff");
-  h.set("Referrer-Policy", "same-origin");
+  if (!h.has("Referrer-Policy")) h.set("Referrer-Policy", "same-origin");
   h.set("Cross-Origin-Opener-Policy", "same-origin");
   h.set("Cross-Origin-Resource-Policy", "same-origin");
   if (opts.https) h.set("Strict-Transport-Security", "max-age=31536000"); // RFC 6797; only meaningful over HTTPS

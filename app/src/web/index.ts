@@ -43,6 +43,11 @@
  * 10. Setup Host names (net.ts): besides letterbox.local, the router's DHCP
  *    name: "letterbox", with home-router suffixes and with the search
  *    domains of /etc/resolv.conf (read per request: DHCP may change them).
+ * 11. Webmail (webmail-api.ts): /webmail/ with the account session; its
+ *    methods join the account API, its downloads, sandboxed message
+ *    documents (webmail-message.ts) and event stream live under
+ *    /account/webmail/; sending builds the message (webmail-compose.ts) and
+ *    takes the submission path (From check, recipients, queue + DKIM).
  *
  * The setup wizard's DNS records (dns-records.ts), connectivity checks
  * (checks.ts) and the router's address and SSDP group (port-mapping.ts) are

@@ -29,6 +29,9 @@ import { setupAllowed, setupApi, syncAdvert } from "./setup.ts";
 import { adminOpsApi } from "./admin-ops-api.ts";
 import { reportsApi } from "./reports-api.ts";
 import { routerApi } from "./router-api.ts";
+import { Webmail } from "./webmail-api.ts";
+import type { SubmissionQueue } from "../queue/types.ts";
+import type { JunkFilter } from "../junk/filter.ts";
 import { RouterPortMapper, type PortMappingOptions } from "./port-mapping.ts";
 import { readSearchDomains, RESOLV_CONF } from "./net.ts";
 import { AVAHI_SERVICES_DIR, SetupAdvertiser } from "../mdns/index.ts";
@@ -89,6 +92,10 @@ export interface WebOptions {
    * gateway and SSDP group; null disables (local mode, tests without fakes).
    */
   portMapping?: PortMappingOptions | null;
+  /** The outgoing queue the webmail submits to (signs and delivers); default none: the webmail sends to local accounts only. */
+  submissionQueue?: SubmissionQueue | null;
+  /** The accounts' junk filters, trained by webmail moves as by IMAP's; default none. */
+  junk?: JunkFilter | null;
   /** resolv.conf whose search/domain names make letterbox.<domain> a setup Host (the router's DHCP name); default /etc/resolv.conf. */
   resolvConf?: string;
 }
@@ -158,9 +165,12 @@ export class WebApp {
     r.get("/setup/", (ctx) => (setupAllowed(c, ctx) ? htmlResponse(pageHtml("setup")) : notFound()));
     r.post("/setup/api/:method", (ctx) => (setupAllowed(c, ctx) ? handleApi(ctx, setup, () => { throw new ApiError("user:noAuth", "no session"); }) : notFound()));
 
+    // The webmail (/webmail/): its API joins the account area's, its GET routes are under /account/webmail/.
+    const webmail = new Webmail(c, { queue: this.opts.submissionQueue ?? null, junk: this.opts.junk ?? null });
+    webmail.register(r);
     for (const [area, methods, name] of [
       [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c) }, "admin"],
-      [ACCOUNT_AREA, accountApi(c), "account"],
+      [ACCOUNT_AREA, { ...webmail.api(), ...accountApi(c) }, "account"],
     ] as const) {
       r.get(area.path.slice(0, -1), () => redirect(area.path));
       r.get(area.path, page(name));

@@ -1,0 +1,738 @@
+/**
+ * The webmail: reading and sending mail in the browser, for account users,
+ * with the account session (the same login as /account/).
+ *
+ * The page is /webmail/. Its API methods join the account API
+ * (`POST /account/api/<method>`, api.ts: CSRF header, user:noAuth /
+ * user:badAuth, session extension); downloads, the message document and
+ * the event stream are GETs under /account/webmail/, because the session
+ * cookie is scoped to Path=/account/ (session.ts) and a GET started by the
+ * browser (iframe, link, EventSource) cannot carry the CSRF header: those
+ * only read, and the cookie is SameSite=Strict.
+ *
+ * 1. Reading: mailboxes with counts, a page of a mailbox newest first
+ *    (envelope and preview as stored at delivery), a message opened
+ *    (webmail-message.ts: headers, text, HTML path, attachments; \Seen is
+ *    set), search (subject/from/body substring through the IMAP SEARCH
+ *    evaluator, imapserver/search.ts).
+ * 2. Changing: flags (\Seen, \Flagged), move, delete (to Trash; from Trash
+ *    for good) go through ImapStore like IMAP's STORE/MOVE/EXPUNGE, so IMAP
+ *    sessions see them at once; moves into or out of Junk train the junk
+ *    filter through junk/move-training.ts, the code IMAP MOVE runs.
+ * 3. Sending (webmail-compose.ts builds the message): the same checks as an
+ *    authenticated SMTP submission (smtpserver/submission.ts: From must be
+ *    the account's own address; smtpserver/deliver.ts: each recipient
+ *    resolved as on the submission port), then the outgoing queue (which
+ *    DKIM-signs) when a recipient is remote, else delivery into the local
+ *    accounts; then a copy in Sent. The answer comes only after both are
+ *    durable (design.md durability rule).
+ * 4. The HTML part is served as its own document for an
+ *    `<iframe sandbox>` with a strict CSP (webmail-message.ts); remote
+ *    images load only when the user asks (`?remote=1` widens img-src).
+ * 5. Updates: `GET /account/webmail/events` is an EventSource stream
+ *    (WHATWG HTML §9.2) of the store's change feed for the account
+ *    (store/changes.ts): the page refreshes its lists when mail arrives.
+ */
+import type { Account } from "../store/api.ts";
+import { StoreError } from "../store/api.ts";
+import { ImapStore } from "../store/imap.ts";
+import { WebmailStore, type WebmailMessage } from "../store/webmail.ts";
+import { FLAG_ANSWERED, FLAG_DELETED, FLAG_FLAGGED, FLAG_SEEN, flagNames } from "../store/flags.ts";
+import { envelopeFields, structureFromJson } from "../store/message-meta.ts";
+import type { Mailbox } from "../store/store.ts";
+import { decodeEncodedWords } from "../mime/decode.ts";
+import type { MimePart } from "../mime/structure.ts";
+import { parseAddressList, generateMessageId } from "../smtp/header.ts";
+import { formatAddress } from "../smtp/address.ts";
+import { SmtpError } from "../smtp/reply.ts";
+import { checkSubmittedMessage } from "../smtpserver/submission.ts";
+import { deliverToAccounts, resolveRecipient } from "../smtpserver/deliver.ts";
+import type { SubmissionQueue } from "../queue/types.ts";
+import type { JunkFilter } from "../junk/filter.ts";
+import { trainAfterMove, type JunkTrainingContext } from "../junk/move-training.ts";
+import { matches, searchMessageFromData, type SearchMessage, type SearchMeta } from "../imapserver/search.ts";
+import type { SearchKey } from "../imapserver/parser.ts";
+import type { ApiMethods, Params } from "./api.ts";
+import { bool, int, optStr, str, toApiError } from "./api.ts";
+import { ASSETS } from "./assets.ts";
+import type { WebContext } from "./context.ts";
+import { ApiError, apiErrorResponse, CSP, escapeHtml, notFound, parseCookies } from "./http.ts";
+import type { RequestContext, Router } from "./router.ts";
+import { ACCOUNT_AREA } from "./session.ts";
+import { htmlDocument, htmlDocumentCsp, messageView, parsePath, partContent, quotableText, type MessageView } from "./webmail-message.ts";
+import {
+  ComposeError,
+  composeMessage,
+  forwardSubject,
+  parseRecipients,
+  quoteForReply,
+  replyReferences,
+  replySubject,
+  type ComposeAttachment,
+  type NamedAddress,
+} from "./webmail-compose.ts";
+
+/** Where the webmail's GET resources live (under the account cookie's path). */
+export const WEBMAIL_PREFIX = `${ACCOUNT_AREA.path}webmail/`;
+/** The webmail page. */
+export const WEBMAIL_PATH = "/webmail/";
+/** Most messages in one list page. */
+export const MAX_PAGE = 200;
+/** Comment lines on the event stream at least this often: Bun.serve closes connections idle for 10 s. */
+export const EVENT_KEEPALIVE_MS = 8_000;
+/** Messages a search looks at, newest first (bounds the work of one call). */
+export const MAX_SEARCH_SCAN = 5000;
+
+export interface WebmailOptions {
+  /** The outgoing queue (signs and delivers); null: only local recipients can be sent to. */
+  queue: SubmissionQueue | null;
+  /** The accounts' junk filters; null: moves do not train (as IMAP without a filter). */
+  junk: JunkFilter | null;
+  /** Keepalive (and session check) interval of the event stream; default EVENT_KEEPALIVE_MS. */
+  eventKeepaliveMs?: number;
+}
+
+/** One row of a message list. */
+export interface ListItem {
+  id: number;
+  mailboxId: number;
+  uid: number;
+  from: string;
+  fromAddress: string;
+  to: string;
+  subject: string;
+  /** ISO 8601: the Date header when readable, else the received time. */
+  date: string;
+  receivedAt: string;
+  size: number;
+  flags: string[];
+  preview: string;
+  hasAttachments: boolean;
+}
+
+function accountOf(c: WebContext, accountId: number | null): Account {
+  const a = accountId === null ? null : c.store.getAccountById(accountId);
+  if (!a) throw new ApiError("user:badAuth", "account no longer exists");
+  return a;
+}
+
+/** First mailbox of an address list header as display text, and its address. */
+function firstMailbox(value: string | null): { name: string; address: string } {
+  if (!value) return { name: "", address: "" };
+  const e = parseAddressList(value)[0];
+  if (!e) return { name: decodeEncodedWords(value), address: "" };
+  const address = e.address ? formatAddress(e.address) : "";
+  return { name: e.name || address, address };
+}
+
+/** Does the tree have parts a user would call attachments (not inline images of the HTML)? */
+function hasAttachments(root: MimePart): boolean {
+  const walk = (p: MimePart, depth: number): boolean => {
+    if (depth > 40) return false;
+    if (p.parts.length > 0) return p.parts.some((c) => walk(c, depth + 1));
+    if (p.disposition?.value === "attachment") return true;
+    if (p.contentType.type === "multipart" || p.contentType.type === "text") return false;
+    return p.disposition?.value !== "inline" || p.contentId === null;
+  };
+  return root.parts.length > 0 ? walk(root, 0) : root.disposition?.value === "attachment";
+}
+
+function isoDate(header: string | null, fallback: number): string {
+  if (header) {
+    const t = Date.parse(header.replace(/\([^)]*\)/g, "").trim());
+    if (Number.isFinite(t)) return new Date(t).toISOString();
+  }
+  return new Date(fallback).toISOString();
+}
+
+/** The webmail: API methods (merged into the account API) and GET routes. */
+export class Webmail {
+  readonly imap: ImapStore;
+  readonly wm: WebmailStore;
+
+  constructor(
+    private readonly c: WebContext,
+    private readonly opts: WebmailOptions,
+  ) {
+    this.imap = new ImapStore(c.store);
+    this.wm = new WebmailStore(c.store.db);
+  }
+
+  private training(ctx: RequestContext): JunkTrainingContext {
+    return { store: this.c.store, imap: this.imap, junk: this.opts.junk, log: ctx.log };
+  }
+
+  private mailbox(accountId: number, id: number): Mailbox {
+    const mb = this.imap.mailboxById(id);
+    if (!mb || mb.accountId !== accountId) throw new ApiError("user:error", `no mailbox ${id}`, 404);
+    return mb;
+  }
+
+  private message(accountId: number, id: number): WebmailMessage {
+    const m = this.wm.message(accountId, id);
+    if (!m) throw new ApiError("user:error", `no message ${id} (moved or deleted?)`, 404);
+    return m;
+  }
+
+  private async structure(accountId: number, id: number): Promise<MimePart> {
+    return structureFromJson((await this.imap.meta(accountId, id)).structure);
+  }
+
+  /** List rows from stored meta (computed once for rows stored before meta existed). */
+  private async listItems(accountId: number, rows: readonly (WebmailMessage & { envelope?: string | null; preview?: string | null; structure?: string | null })[]): Promise<ListItem[]> {
+    const out: ListItem[] = [];
+    for (const r of rows) {
+      let env = r.envelope ?? null;
+      let preview = r.preview ?? null;
+      let structure = r.structure ?? null;
+      if (env === null || preview === null || structure === null) {
+        const m = await this.imap.meta(accountId, r.id);
+        env = m.envelope;
+        preview = m.preview;
+        structure = m.structure;
+      }
+      const fields = envelopeFields(env);
+      const get = (n: string) => fields.find((f) => f.name.toLowerCase() === n)?.value ?? null;
+      const from = firstMailbox(get("from"));
+      const to = firstMailbox(get("to"));
+      out.push({
+        id: r.id,
+        mailboxId: r.mailboxId,
+        uid: r.uid,
+        from: from.name,
+        fromAddress: from.address,
+        to: to.name,
+        subject: decodeEncodedWords(get("subject") ?? "").trim(),
+        date: isoDate(get("date"), r.receivedAt),
+        receivedAt: new Date(r.receivedAt).toISOString(),
+        size: r.size,
+        flags: [...flagNames(r.bits), ...r.keywords],
+        preview,
+        hasAttachments: hasAttachments(structureFromJson(structure)),
+      });
+    }
+    return out;
+  }
+
+  private mailboxesView(accountId: number) {
+    return this.c.store.listMailboxes(accountId).map((m) => ({ id: m.id, name: m.name, specialUse: m.specialUse, total: m.messages, unseen: m.unseen }));
+  }
+
+  /** Set or clear system flag bits on one message (STORE semantics, one new MODSEQ). */
+  private setBits(accountId: number, m: WebmailMessage, bits: number, on: boolean): void {
+    this.imap.storeFlags(accountId, m.mailboxId, [m.uid], on ? "add" : "remove", bits, [], null);
+  }
+
+  /** Move messages (by id) of the account into `to`, grouped by source mailbox; junk training as IMAP MOVE does. */
+  private async moveMessages(ctx: RequestContext, accountId: number, ids: readonly number[], to: Mailbox): Promise<number> {
+    const bySource = new Map<number, number[]>();
+    for (const id of ids) {
+      const m = this.message(accountId, id);
+      if (m.mailboxId === to.id) continue;
+      const l = bySource.get(m.mailboxId) ?? [];
+      l.push(m.uid);
+      bySource.set(m.mailboxId, l);
+    }
+    let moved = 0;
+    for (const [fromId, uids] of bySource) {
+      const from = this.mailbox(accountId, fromId);
+      const r = this.imap.move(accountId, fromId, uids, to.id);
+      moved += r.to.length;
+      await trainAfterMove(this.training(ctx), accountId, from.specialUse, to, r.to);
+    }
+    return moved;
+  }
+
+  private ids(p: Params): number[] {
+    const v = p["ids"];
+    if (!Array.isArray(v) || v.length === 0 || v.length > 1000 || !v.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x > 0)) {
+      throw new ApiError("user:error", "parameter ids: list of message ids required");
+    }
+    return v as number[];
+  }
+
+  /** The opened message (step 1). */
+  private async open(accountId: number, id: number, markSeen: boolean) {
+    let m = this.message(accountId, id);
+    const data = await this.c.store.readMessage({ accountId, id });
+    const root = await this.structure(accountId, id);
+    const view = messageView(data, root);
+    if (markSeen && !(m.bits & FLAG_SEEN)) {
+      this.setBits(accountId, m, FLAG_SEEN, true);
+      m = this.message(accountId, id);
+    }
+    return { m, data, root, view };
+  }
+
+  /** Substring search over subject, from and body (RFC 9051 §6.4.4 SUBJECT/FROM/BODY semantics: case-insensitive). */
+  private async search(accountId: number, query: string, mailboxIds: readonly number[], limit: number): Promise<ListItem[]> {
+    const q = query.trim();
+    if (q === "") return [];
+    const headerKey: SearchKey = { key: "OR", a: { key: "HEADER", field: "subject", value: q }, b: { key: "HEADER", field: "from", value: q } };
+    const fullKey: SearchKey = { key: "OR", a: headerKey, b: { key: "BODY", value: q } };
+    const env = { maxSeq: 0, maxUid: 0, saved: null, now: new Date(), tzOffsetMinutes: 0, saveDateSupported: true };
+    const hits: WebmailMessage[] = [];
+    let scanned = 0;
+    for (const mbId of mailboxIds) {
+      const msgs = this.imap.loadMessages(mbId).sort((a, b) => b.receivedAt - a.receivedAt || b.uid - a.uid);
+      for (const s of msgs) {
+        if (hits.length >= limit || scanned >= MAX_SEARCH_SCAN) break;
+        scanned++;
+        const meta: SearchMeta = {
+          seq: 0,
+          uid: s.uid,
+          flags: new Set(flagNames(s.bits)),
+          keywords: new Set(s.keywords),
+          modseq: s.modseq,
+          size: s.size,
+          internalDate: new Date(s.receivedAt),
+          saveDate: s.savedAt === null ? null : new Date(s.savedAt),
+        };
+        // Subject and From are in the stored envelope: no file read for those.
+        const stored = await this.imap.meta(accountId, s.id);
+        const fields = envelopeFields(stored.envelope);
+        const cheap: SearchMessage = {
+          ...meta,
+          headerFields: () => fields,
+          header: (n) => fields.filter((f) => f.name.toLowerCase() === n.toLowerCase()).map((f) => f.value),
+          bodyText: () => "",
+        };
+        let hit = matches(headerKey, cheap, env);
+        if (!hit) {
+          const data = await this.c.store.readMessage({ accountId, id: s.id });
+          hit = matches(fullKey, searchMessageFromData(meta, data, structureFromJson(stored.structure)), env);
+        }
+        if (hit) hits.push({ ...s, mailboxId: mbId });
+      }
+    }
+    return this.listItems(accountId, hits);
+  }
+
+  /** Parse the attachments parameter: [{name, type, data (base64)}]. */
+  private attachments(p: Params): ComposeAttachment[] {
+    const v = p["attachments"];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.length > 20) throw new ApiError("user:error", "parameter attachments: list of at most 20 files required");
+    return v.map((a: unknown, i) => {
+      if (typeof a !== "object" || a === null) throw new ApiError("user:error", `attachment ${i + 1}: object required`);
+      const o = a as Params;
+      const name = str(o, "name", { max: 255 });
+      const type = optStr(o, "type") ?? "application/octet-stream";
+      const b64 = str(o, "data", { max: 1024 * 1024 });
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) throw new ApiError("user:error", `attachment ${name}: data must be base64`);
+      return { name, type, data: new Uint8Array(Buffer.from(b64, "base64")) };
+    });
+  }
+
+  /**
+   * Send a message (step 3). Resolves when the queued message (or the local
+   * deliveries) and the Sent copy are durable.
+   */
+  private async send(ctx: RequestContext, account: Account, p: Params) {
+    const c = this.c;
+    const now = new Date();
+    const parse = (key: string, text: string): NamedAddress[] => {
+      try {
+        return parseRecipients(text);
+      } catch (e) {
+        if (e instanceof ComposeError) throw new ApiError("user:error", `${key}: ${e.message}`);
+        throw e;
+      }
+    };
+    const fromList = parse("from", optStr(p, "from")?.trim() || account.name);
+    if (fromList.length !== 1) throw new ApiError("user:error", "from: exactly one address");
+    const from = fromList[0]!;
+    const to = parse("to", optStr(p, "to") ?? "");
+    const cc = parse("cc", optStr(p, "cc") ?? "");
+    const bcc = parse("bcc", optStr(p, "bcc") ?? "");
+    const rcpts = [...to, ...cc, ...bcc];
+    if (rcpts.length === 0) throw new ApiError("user:error", "no recipients");
+    if (rcpts.length > c.config.limits.maxRecipients) throw new ApiError("user:error", `too many recipients, at most ${c.config.limits.maxRecipients}`);
+    const subject = optStr(p, "subject") ?? "";
+    const text = str(p, "text", { max: 1024 * 1024 });
+    const hostname = c.config.hostname;
+    const messageId = generateMessageId(hostname);
+    let replyTo: WebmailMessage | null = null;
+    let inReplyTo: string | null = null;
+    let references: string | null = null;
+    const replyId = p["replyToId"];
+    if (typeof replyId === "number") {
+      // The parent's own ids, never what the page sends: threading follows the stored message.
+      const parent = await this.open(account.id, replyId, false);
+      replyTo = parent.m;
+      inReplyTo = parent.view.headers.messageId || null;
+      references = replyReferences(parent.view.headers) || null;
+    }
+    const { data, smtputf8 } = composeMessage({
+      from,
+      to,
+      cc,
+      subject,
+      text,
+      date: now,
+      messageId,
+      inReplyTo,
+      references,
+      attachments: this.attachments(p),
+      userAgent: `Letterbox webmail ${c.version}`,
+    });
+    if (data.length > c.config.limits.maxMessageSize) throw new ApiError("user:error", `message too big, at most ${c.config.limits.maxMessageSize} octets`);
+    // The checks of an authenticated submission (RFC 6409): From must be the account's own.
+    try {
+      checkSubmittedMessage(data, { accountId: account.id, store: c.store, hostname, now });
+    } catch (e) {
+      if (e instanceof SmtpError) throw new ApiError("user:error", e.message);
+      throw e;
+    }
+    const queueAvailable = this.opts.queue !== null;
+    const accountIds = new Set<number>();
+    let remote = false;
+    for (const r of rcpts) {
+      const res = resolveRecipient(r.address, {
+        store: c.store,
+        kind: "submission",
+        localserve: c.config.localserve,
+        hostname,
+        mailFrom: from.address,
+        accountId: account.id,
+        queueAvailable,
+      });
+      if (!res.ok) throw new ApiError("user:error", `${formatAddress(r.address)}: ${res.error.message}`);
+      if (res.remote) remote = true;
+      for (const a of res.accountIds) accountIds.add(a);
+    }
+    try {
+      if (remote) {
+        // As the submission port does: ALL recipients through the queue (it signs with DKIM).
+        const q = await this.opts.queue!.submit({
+          accountId: account.id,
+          sender: from.address,
+          recipients: rcpts.map((r) => ({ address: r.address })),
+          data,
+          smtputf8,
+          body: smtputf8 ? "8BITMIME" : undefined,
+          queuedAt: now,
+        });
+        ctx.log.info("webmail: message queued", { account: account.name, qid: q.messageId, rcpts: rcpts.length, size: data.length });
+      } else {
+        await deliverToAccounts(c.store, data, accountIds, now);
+        ctx.log.info("webmail: message delivered", { account: account.name, accounts: accountIds.size, size: data.length });
+      }
+    } catch (e) {
+      if (e instanceof SmtpError) throw new ApiError(e.permanent ? "user:error" : "server:error", e.message);
+      throw e;
+    }
+    let sent: { id: number; mailboxId: number } | null = null;
+    try {
+      const [copy] = await c.store.deliver({ data, targets: [{ accountId: account.id, mailbox: "\\Sent" }], flags: ["\\Seen"], receivedAt: now });
+      if (copy) sent = { id: copy.messageId, mailboxId: copy.mailboxId };
+    } catch (e) {
+      ctx.log.error("webmail: sent copy not stored", { err: e as Error });
+      throw new ApiError("server:error", `the message was sent, but its copy in Sent could not be stored: ${(e as Error).message}`);
+    }
+    if (replyTo) {
+      // RFC 9051 §2.3.2 \Answered on the message replied to.
+      const still = this.wm.message(account.id, replyTo.id);
+      if (still) this.setBits(account.id, still, FLAG_ANSWERED, true);
+    }
+    return { messageId, queued: remote, sent };
+  }
+
+  /** Reply / reply all / forward: the compose form's initial values. */
+  private async draft(account: Account, id: number, mode: string) {
+    const { data, root, view } = await this.open(account.id, id, false);
+    const h = view.headers;
+    const quoted = quoteForReply(h.from, h.date, quotableText(data, root, view));
+    if (mode === "forward") {
+      const fwd = `\n\n---------- Forwarded message ----------\nFrom: ${h.from}\nDate: ${h.date}\nSubject: ${h.subject}\nTo: ${h.to}\n\n${quotableText(data, root, view)}`;
+      return { to: "", cc: "", subject: forwardSubject(h.subject), text: fwd, replyToId: null };
+    }
+    const own = new Set(this.c.store.accountAddresses(account.id).map((a) => a.toLowerCase()));
+    const notOwn = (v: string) =>
+      parseAddressList(v)
+        .filter((e) => e.address && !own.has(formatAddress(e.address).toLowerCase()))
+        .map((e) => (e.name ? `${e.name} <${formatAddress(e.address!)}>` : formatAddress(e.address!)));
+    const to = h.replyTo || h.from;
+    let toList = notOwn(to);
+    if (toList.length === 0) toList = parseAddressList(to).filter((e) => e.address).map((e) => formatAddress(e.address!));
+    const cc = mode === "replyAll" ? [...notOwn(h.to), ...notOwn(h.cc)].filter((x) => !toList.includes(x)) : [];
+    return { to: toList.join(", "), cc: cc.join(", "), subject: replySubject(h.subject), text: quoted, replyToId: id };
+  }
+
+  /** The API methods, merged into the account area's (server.ts). */
+  api(): ApiMethods {
+    const c = this.c;
+    const acc = (s: { accountId: number | null } | null) => accountOf(c, s?.accountId ?? null);
+    return {
+      mailboxes: { handler: ({ session }) => this.mailboxesView(acc(session).id) },
+      messages: {
+        handler: async ({ session, params }) => {
+          const a = acc(session);
+          const mb = this.mailbox(a.id, int(params, "mailboxId", { min: 1 }));
+          const offset = params["offset"] === undefined ? 0 : int(params, "offset", { min: 0 });
+          const limit = params["limit"] === undefined ? 50 : int(params, "limit", { min: 1, max: MAX_PAGE });
+          const page = this.wm.page(mb.id, offset, limit);
+          return { mailbox: { id: mb.id, name: mb.name, specialUse: mb.specialUse }, total: page.total, offset, items: await this.listItems(a.id, page.rows) };
+        },
+      },
+      message: {
+        handler: async ({ session, params }) => {
+          const a = acc(session);
+          const id = int(params, "id", { min: 1 });
+          const { m, view } = await this.open(a.id, id, bool(params, "markSeen", true));
+          return this.messageResult(m, view);
+        },
+      },
+      setFlags: {
+        handler: ({ session, params }) => {
+          const a = acc(session);
+          const ids = this.ids(params);
+          const changes: [number, boolean][] = [];
+          if (params["seen"] !== undefined) changes.push([FLAG_SEEN, bool(params, "seen")]);
+          if (params["flagged"] !== undefined) changes.push([FLAG_FLAGGED, bool(params, "flagged")]);
+          if (changes.length === 0) throw new ApiError("user:error", "nothing to change: give seen and/or flagged");
+          for (const id of ids) {
+            for (const [bit, on] of changes) this.setBits(a.id, this.message(a.id, id), bit, on);
+          }
+          return ids.map((id) => {
+            const m = this.message(a.id, id);
+            return { id, flags: [...flagNames(m.bits), ...m.keywords] };
+          });
+        },
+      },
+      move: {
+        handler: async ({ session, params, ctx }) => {
+          const a = acc(session);
+          const to = this.mailbox(a.id, int(params, "mailboxId", { min: 1 }));
+          return { moved: await this.moveMessages(ctx, a.id, this.ids(params), to) };
+        },
+      },
+      remove: {
+        handler: async ({ session, params, ctx }) => {
+          const a = acc(session);
+          const trash = c.store.getMailbox(a.id, "\\Trash");
+          const ids = this.ids(params);
+          const inTrash = new Map<number, number[]>();
+          const elsewhere: number[] = [];
+          for (const id of ids) {
+            const m = this.message(a.id, id);
+            if (trash && m.mailboxId !== trash.id) elsewhere.push(id);
+            else {
+              const l = inTrash.get(m.mailboxId) ?? [];
+              l.push(m.uid);
+              inTrash.set(m.mailboxId, l);
+            }
+          }
+          const moved = elsewhere.length && trash ? await this.moveMessages(ctx, a.id, elsewhere, trash) : 0;
+          let expunged = 0;
+          for (const [mbId, uids] of inTrash) {
+            // Deleting from Trash (or without one) is for good: \Deleted then EXPUNGE of exactly these UIDs (RFC 4315 §2.1).
+            this.imap.storeFlags(a.id, mbId, uids, "add", FLAG_DELETED, [], null);
+            expunged += (await this.imap.expunge(a.id, mbId, uids)).uids.length;
+          }
+          return { movedToTrash: moved, deleted: expunged };
+        },
+      },
+      search: {
+        handler: async ({ session, params }) => {
+          const a = acc(session);
+          const query = str(params, "query", { max: 500 });
+          const mbIds = params["mailboxId"] === undefined || params["mailboxId"] === null ? this.c.store.listMailboxes(a.id).map((m) => m.id) : [this.mailbox(a.id, int(params, "mailboxId", { min: 1 })).id];
+          const limit = params["limit"] === undefined ? 100 : int(params, "limit", { min: 1, max: MAX_PAGE });
+          return { items: await this.search(a.id, query, mbIds, limit) };
+        },
+      },
+      composeDraft: {
+        handler: async ({ session, params }) => {
+          const mode = str(params, "mode");
+          if (mode !== "reply" && mode !== "replyAll" && mode !== "forward") throw new ApiError("user:error", "mode: reply, replyAll or forward");
+          return this.draft(acc(session), int(params, "id", { min: 1 }), mode);
+        },
+      },
+      send: { handler: ({ session, params, ctx }) => this.send(ctx, acc(session), params) },
+      fromAddresses: { handler: ({ session }) => c.store.accountAddresses(acc(session).id) },
+    };
+  }
+
+  private messageResult(m: WebmailMessage, view: MessageView) {
+    const base = `${WEBMAIL_PREFIX}msg/${m.id}/`;
+    return {
+      id: m.id,
+      mailboxId: m.mailboxId,
+      uid: m.uid,
+      flags: [...flagNames(m.bits), ...m.keywords],
+      size: m.size,
+      receivedAt: new Date(m.receivedAt).toISOString(),
+      headers: view.headers,
+      text: view.text,
+      htmlUrl: view.htmlPath ? `${base}html` : null,
+      rawUrl: `${base}raw`,
+      attachments: view.attachments.map((a) => ({ ...a, url: `${base}part/${a.path}` })),
+    };
+  }
+
+  // ---- GET routes ------------------------------------------------------------
+
+  /** The account of a GET request (cookie only: browser-started reads cannot send the CSRF header). */
+  private getAccount(ctx: RequestContext): Account {
+    const s = this.c.sessions.authenticate(ctx, ACCOUNT_AREA, "none");
+    return accountOf(this.c, s.accountId);
+  }
+
+  private async withAccount(ctx: RequestContext, fn: (a: Account) => Promise<Response> | Response): Promise<Response> {
+    try {
+      return await fn(this.getAccount(ctx));
+    } catch (e) {
+      if (e instanceof StoreError && e.code === "notFound") return notFound();
+      return apiErrorResponse(toApiError(e, ctx));
+    }
+  }
+
+  private msgId(ctx: RequestContext): number {
+    const n = Number(ctx.params["id"]);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new ApiError("user:error", "bad message id", 404);
+    return n;
+  }
+
+  /** The HTML part as a sandboxed document (step 4). */
+  private htmlDoc(ctx: RequestContext): Promise<Response> {
+    return this.withAccount(ctx, async (a) => {
+      const id = this.msgId(ctx);
+      this.message(a.id, id);
+      const data = await this.c.store.readMessage({ accountId: a.id, id });
+      const root = await this.structure(a.id, id);
+      const view = messageView(data, root);
+      const remote = ctx.url.searchParams.get("remote") === "1";
+      const body = view.htmlPath ? htmlDocument(data, root, view.htmlPath) : "<!doctype html><html><body></body></html>";
+      return new Response(body, {
+        headers: {
+          "Content-Type": "text/html; charset=utf-8",
+          "Content-Security-Policy": htmlDocumentCsp(remote),
+          // Framed only by our own pages (RFC 7034), where the CSP's frame-ancestors is not understood.
+          "X-Frame-Options": "SAMEORIGIN",
+          "Referrer-Policy": "no-referrer",
+          "Cache-Control": "no-store",
+        },
+      });
+    });
+  }
+
+  /** A part (attachment) or the whole message as a download, never rendered by the browser. */
+  private download(ctx: RequestContext, raw: boolean): Promise<Response> {
+    return this.withAccount(ctx, async (a) => {
+      const id = this.msgId(ctx);
+      this.message(a.id, id);
+      const data = await this.c.store.readMessage({ accountId: a.id, id });
+      let bytes: Uint8Array;
+      let name: string;
+      if (raw) {
+        bytes = data;
+        name = `message-${id}.eml`;
+      } else {
+        const path = parsePath(ctx.params["path"] ?? "");
+        const part = path ? partContent(data, await this.structure(a.id, id), path) : null;
+        if (!part) return notFound();
+        bytes = part.bytes;
+        name = part.name || `part-${ctx.params["path"]}`;
+      }
+      // RFC 6266: attachment with an RFC 8187 filename*; octet-stream so nothing is rendered in our origin.
+      const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, "_");
+      return new Response(bytes as Uint8Array<ArrayBuffer>, {
+        headers: {
+          "Content-Type": "application/octet-stream",
+          "Content-Disposition": `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name).replace(/['()*]/g, (ch) => "%" + ch.charCodeAt(0).toString(16).toUpperCase())}`,
+          "Cache-Control": "no-store",
+        },
+      });
+    });
+  }
+
+  /** The event stream of the account's changes (step 5). */
+  private events(ctx: RequestContext): Response {
+    let account: Account;
+    try {
+      account = this.getAccount(ctx);
+    } catch (e) {
+      return apiErrorResponse(toApiError(e, ctx));
+    }
+    const token = parseCookies(ctx.req.headers.get("cookie")).get(ACCOUNT_AREA.cookie) ?? "";
+    const enc = new TextEncoder();
+    let cleanup = () => {};
+    const stream = new ReadableStream<Uint8Array>({
+      start: (ctrl) => {
+        let done = false;
+        let timer: ReturnType<typeof setInterval> | null = null;
+        let unsubscribe = () => {};
+        cleanup = () => {
+          if (done) return;
+          done = true;
+          unsubscribe();
+          if (timer) clearInterval(timer);
+          try {
+            ctrl.close();
+          } catch {
+            // already closed or cancelled
+          }
+        };
+        const send = (t: string) => {
+          if (done) return;
+          try {
+            ctrl.enqueue(enc.encode(t));
+          } catch {
+            cleanup();
+          }
+        };
+        // WHATWG HTML §9.2.6: "retry" sets the reconnection time; a comment line is ignored.
+        send(`retry: 3000\nevent: hello\ndata: ${JSON.stringify({ account: account.name })}\n\n`);
+        unsubscribe = this.c.store.changes.subscribe(account.id, (e) => send(`event: change\ndata: ${JSON.stringify({ mailboxId: e.mailboxId })}\n\n`));
+        timer = setInterval(() => {
+          // A logged-out or expired session ends the stream (checked without extending it).
+          if (!this.c.web.findSession(token, "account")) return cleanup();
+          send(": keepalive\n\n");
+        }, this.opts.eventKeepaliveMs ?? EVENT_KEEPALIVE_MS);
+        // An open stream never keeps the process alive by itself.
+        timer.unref?.();
+        ctx.req.signal.addEventListener("abort", () => cleanup());
+      },
+      cancel: () => cleanup(),
+    });
+    return new Response(stream, { headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store" } });
+  }
+
+  /** Register the page and the GET routes. */
+  register(r: Router): void {
+    r.get(WEBMAIL_PATH.slice(0, -1), () => new Response(null, { status: 308, headers: { Location: WEBMAIL_PATH } }));
+    r.get(WEBMAIL_PATH, () => webmailPage());
+    r.get(`${WEBMAIL_PREFIX}msg/:id/html`, (ctx) => this.htmlDoc(ctx));
+    r.get(`${WEBMAIL_PREFIX}msg/:id/raw`, (ctx) => this.download(ctx, true));
+    r.get(`${WEBMAIL_PREFIX}msg/:id/part/:path`, (ctx) => this.download(ctx, false));
+    r.get(`${WEBMAIL_PREFIX}events`, (ctx) => this.events(ctx));
+  }
+}
+
+/**
+ * The webmail page shell (as assets.ts pageHtml, with data-page="webmail").
+ * Its CSP is the panel's plus frame-src 'self': the page frames the message
+ * documents, and nothing else.
+ */
+export function webmailPage(): Response {
+  const v = (name: string) => ASSETS.get(name)!.etag.slice(1, 9);
+  const html = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml("Letterbox mail")}</title>
+<link rel="stylesheet" href="/ui/style.css?v=${v("style.css")}">
+<script type="module" src="/ui/app.js?v=${v("app.js")}"></script>
+</head>
+<body data-page="webmail" class="webmail">
+<header class="top"><span class="brand">Letterbox</span><span id="who"></span></header>
+<main id="app"><noscript>This page needs JavaScript.</noscript><p class="loading">Loading…</p></main>
+</body>
+</html>
+`;
+  return new Response(html, {
+    headers: { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", "Content-Security-Policy": `${CSP}; frame-src 'self'` },
+  });
+}

@@ -1,0 +1,497 @@
+/**
+ * The webmail page (/webmail/): mailboxes, a message list, a message view
+ * and a compose form, on a phone as on a desktop. It uses the account
+ * session and API (`/account/api/`, the same login as the account page).
+ *
+ * Safety: message content never becomes markup of this page. Header fields
+ * and text are text nodes (dom.ts `h`); an HTML part is shown only in an
+ * `<iframe sandbox>` without allow-scripts and allow-same-origin, whose
+ * document the server sends with its own strict CSP (webmail-message.ts);
+ * remote images load only after "Load remote images".
+ *
+ * 1. Start: mailboxes and the Inbox's first page; an EventSource on
+ *    /account/webmail/events refreshes both when the store changes (new
+ *    mail, other clients' changes).
+ * 2. A message opens in place of the list; its buttons reply, reply to
+ *    all, forward, flag, move (Junk / not junk included), delete.
+ * 3. Keys: j/k next/previous message, r reply, Escape back to the list
+ *    (not while typing in a field).
+ */
+import { ApiClient, ApiFailure } from "./api.ts";
+import { field, formatBytes, h, render, type Child } from "./dom.ts";
+import { loginPrompt, setWho } from "./login.ts";
+
+interface MailboxInfo {
+  id: number;
+  name: string;
+  specialUse: string | null;
+  total: number;
+  unseen: number;
+}
+interface ListItem {
+  id: number;
+  mailboxId: number;
+  from: string;
+  fromAddress: string;
+  to: string;
+  subject: string;
+  date: string;
+  size: number;
+  flags: string[];
+  preview: string;
+  hasAttachments: boolean;
+}
+interface ListPage {
+  mailbox: { id: number; name: string; specialUse: string | null };
+  total: number;
+  offset: number;
+  items: ListItem[];
+}
+interface Attachment {
+  path: string;
+  name: string;
+  type: string;
+  size: number;
+  inline: boolean;
+  url: string;
+}
+interface OpenMessage {
+  id: number;
+  mailboxId: number;
+  flags: string[];
+  headers: { from: string; to: string; cc: string; subject: string; date: string; replyTo: string };
+  text: string | null;
+  htmlUrl: string | null;
+  rawUrl: string;
+  attachments: Attachment[];
+}
+interface Draft {
+  to: string;
+  cc: string;
+  subject: string;
+  text: string;
+  replyToId: number | null;
+}
+
+const PAGE_SIZE = 50;
+
+function errText(e: unknown): string {
+  return e instanceof ApiFailure ? e.message : String(e);
+}
+
+function shortDate(iso: string): string {
+  const d = new Date(iso);
+  const now = new Date();
+  if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+  return d.toLocaleDateString(undefined, { year: d.getFullYear() === now.getFullYear() ? undefined : "numeric", month: "short", day: "numeric" });
+}
+
+/** Base64 of a file, for the send call's attachments. */
+async function fileBase64(f: File): Promise<string> {
+  const bytes = new Uint8Array(await f.arrayBuffer());
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+export function startWebmail(app: HTMLElement): void {
+  const api = new ApiClient("/account/", loginPrompt("Log in to your mail", true));
+  let mailboxes: MailboxInfo[] = [];
+  let current = 0;
+  let offset = 0;
+  let page: ListPage | null = null;
+  let query = "";
+  let openId: number | null = null;
+  let view: "list" | "message" | "compose" = "list";
+
+  const nav = h("nav", { class: "wm-boxes", id: "mailboxes", "aria-label": "Mailboxes" });
+  const main = h("section", { class: "wm-main", id: "wm-main" });
+  const status = h("p", { class: "status", role: "status", id: "wm-status" });
+  const searchForm = h(
+    "form",
+    { class: "wm-search", id: "search-form", role: "search" },
+    h("input", { name: "q", type: "search", placeholder: "Search subject, sender, text", "aria-label": "Search" }),
+  );
+  const toolbar = h(
+    "div",
+    { class: "wm-toolbar" },
+    h("button", { type: "button", id: "compose", onclick: () => compose({ to: "", cc: "", subject: "", text: "", replyToId: null }) }, "Compose"),
+    searchForm,
+    h("a", { href: "/account/", class: "wm-account", id: "account-link" }, "Account"),
+  );
+  render(app, h("div", { class: "wm" }, toolbar, status, h("div", { class: "wm-body" }, nav, main)));
+
+  const say = (text: string, error = false) => {
+    status.className = error ? "status error" : "status";
+    status.textContent = text;
+  };
+  const fail = (e: unknown) => say(errText(e), true);
+
+  const mailboxLabel = (m: MailboxInfo) => m.name;
+
+  const renderMailboxes = () => {
+    render(
+      nav,
+      h(
+        "ul",
+        {},
+        mailboxes.map((m) =>
+          h(
+            "li",
+            {},
+            h(
+              "button",
+              {
+                type: "button",
+                class: `wm-box${m.id === current && query === "" ? " active" : ""}`,
+                "data-mailbox": m.name,
+                onclick: () => {
+                  query = "";
+                  (searchForm.elements.namedItem("q") as HTMLInputElement).value = "";
+                  void showList(m.id, 0).catch(fail);
+                },
+              },
+              h("span", { class: "name" }, mailboxLabel(m)),
+              m.unseen > 0 ? h("span", { class: "count", title: `${m.unseen} unread of ${m.total}` }, String(m.unseen)) : null,
+            ),
+          ),
+        ),
+      ),
+    );
+  };
+
+  const loadMailboxes = async () => {
+    const order = ["\\Inbox", "\\Drafts", "\\Sent", "\\Archive", "\\Junk", "\\Trash"];
+    const rank = (m: MailboxInfo) => (m.specialUse && order.includes(m.specialUse) ? order.indexOf(m.specialUse) : order.length);
+    mailboxes = (await api.call<MailboxInfo[]>("mailboxes")).sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+    renderMailboxes();
+  };
+
+  /** In Sent and Drafts the list shows whom a message is for. */
+  const outgoing = () => !query && (page?.mailbox.specialUse === "\\Sent" || page?.mailbox.specialUse === "\\Drafts");
+
+  const row = (m: ListItem) => {
+    const unread = !m.flags.includes("\\Seen");
+    return h(
+      "li",
+      { class: `wm-msg${unread ? " unread" : ""}${m.id === openId ? " current" : ""}`, "data-id": m.id },
+      h(
+        "button",
+        { type: "button", class: "wm-open", onclick: () => void openMessage(m.id).catch(fail) },
+        h(
+          "span",
+          { class: "line1" },
+          h("span", { class: "from" }, outgoing() ? `To: ${m.to || "(no recipient)"}` : m.from || m.fromAddress || "(no sender)"),
+          h("span", { class: "date" }, shortDate(m.date)),
+        ),
+        h(
+          "span",
+          { class: "line2" },
+          m.flags.includes("\\Flagged") ? h("span", { class: "star", title: "Flagged" }, "★ ") : null,
+          m.hasAttachments ? h("span", { class: "clip", title: "Attachments" }, "file") : null,
+          h("span", { class: "subject" }, m.subject || "(no subject)"),
+        ),
+        h("span", { class: "preview" }, m.preview),
+      ),
+    );
+  };
+
+  const renderList = () => {
+    if (!page) return;
+    const p = page;
+    const title = query ? `Search: ${query}` : p.mailbox.name;
+    const more = !query && p.offset + p.items.length < p.total;
+    render(
+      main,
+      h("h1", { class: "wm-title" }, title, h("span", { class: "muted" }, ` ${p.total} message${p.total === 1 ? "" : "s"}`)),
+      p.items.length ? h("ul", { class: "wm-list", id: "message-list" }, p.items.map(row)) : h("p", { class: "muted", id: "empty" }, query ? "Nothing found." : "No messages."),
+      h(
+        "div",
+        { class: "wm-pager" },
+        !query && p.offset > 0 ? h("button", { type: "button", class: "link", onclick: () => void showList(current, Math.max(0, p.offset - PAGE_SIZE)).catch(fail) }, "Newer") : null,
+        more ? h("button", { type: "button", class: "link", id: "older", onclick: () => void showList(current, p.offset + PAGE_SIZE).catch(fail) }, "Older") : null,
+      ),
+    );
+  };
+
+  const showList = async (mailboxId: number, from: number) => {
+    current = mailboxId;
+    offset = from;
+    view = "list";
+    openId = null;
+    page = await api.call<ListPage>("messages", { mailboxId, offset: from, limit: PAGE_SIZE });
+    renderMailboxes();
+    renderList();
+    say("");
+  };
+
+  const refreshList = async () => {
+    await loadMailboxes();
+    if (view !== "list") return;
+    if (query) return void (await runSearch(query));
+    page = await api.call<ListPage>("messages", { mailboxId: current, offset, limit: PAGE_SIZE });
+    renderList();
+  };
+
+  const runSearch = async (q: string) => {
+    query = q;
+    view = "list";
+    const r = await api.call<{ items: ListItem[] }>("search", { query: q });
+    page = { mailbox: { id: current, name: "", specialUse: null }, total: r.items.length, offset: 0, items: r.items };
+    renderMailboxes();
+    renderList();
+  };
+
+  searchForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = field(searchForm, "q").trim();
+    if (q === "") void showList(current, 0).catch(fail);
+    else void runSearch(q).catch(fail);
+  });
+
+  const special = (use: string) => mailboxes.find((m) => m.specialUse === use) ?? null;
+
+  const move = async (id: number, to: number, note: string) => {
+    await api.call("move", { ids: [id], mailboxId: to });
+    await loadMailboxes();
+    await showList(current, offset);
+    say(note);
+  };
+
+  /** The message body: the HTML in the sandboxed frame, or the text as text. */
+  const bodyOf = (m: OpenMessage): Child => {
+    const box = h("div", { class: "wm-content" });
+    const showText = () => render(box, h("pre", { class: "mail-text", id: "mail-text" }, m.text ?? ""));
+    const showHtml = (remote: boolean) => {
+      const frame = h("iframe", {
+        class: "mail-html",
+        id: "mail-html",
+        // No allow-scripts, no allow-same-origin: the document runs nothing and has an opaque origin.
+        sandbox: "allow-popups allow-popups-to-escape-sandbox",
+        referrerpolicy: "no-referrer",
+        src: remote ? `${m.htmlUrl}?remote=1` : m.htmlUrl!,
+        title: "Message",
+      });
+      const bar = h(
+        "p",
+        { class: "wm-htmlbar" },
+        remote ? h("span", { class: "muted" }, "Remote images are shown.") : h("button", { type: "button", class: "link", id: "load-remote", onclick: () => showHtml(true) }, "Load remote images"),
+        m.text !== null ? h("button", { type: "button", class: "link", id: "show-text", onclick: () => showText() }, "Plain text") : null,
+      );
+      render(box, bar, frame);
+    };
+    if (m.htmlUrl) showHtml(false);
+    else showText();
+    return box;
+  };
+
+  const openMessage = async (id: number) => {
+    const m = await api.call<OpenMessage>("message", { id });
+    openId = id;
+    view = "message";
+    const hd = m.headers;
+    const flagged = m.flags.includes("\\Flagged");
+    const inJunk = special("\\Junk")?.id === m.mailboxId;
+    const junkBox = special("\\Junk");
+    const inbox = special("\\Inbox");
+    const moveSelect = h(
+      "select",
+      { id: "move-to", "aria-label": "Move to" },
+      h("option", { value: "" }, "Move to…"),
+      mailboxes.filter((b) => b.id !== m.mailboxId).map((b) => h("option", { value: b.id }, b.name)),
+    );
+    moveSelect.addEventListener("change", () => {
+      const to = Number(moveSelect.value);
+      if (to) void move(m.id, to, "Moved.").catch(fail);
+    });
+    const draft = (mode: string) => () =>
+      void api
+        .call<Draft>("composeDraft", { id: m.id, mode })
+        .then(compose)
+        .catch(fail);
+    render(
+      main,
+      h(
+        "article",
+        { class: "wm-view", id: "message-view", "data-id": m.id },
+        h("div", { class: "wm-actions" }, [
+          h("button", { type: "button", class: "link", id: "back", onclick: () => void showList(current, offset).catch(fail) }, "← Back"),
+          h("button", { type: "button", id: "reply", onclick: draft("reply") }, "Reply"),
+          h("button", { type: "button", id: "reply-all", onclick: draft("replyAll") }, "Reply all"),
+          h("button", { type: "button", id: "forward", onclick: draft("forward") }, "Forward"),
+          h(
+            "button",
+            {
+              type: "button",
+              id: "flag",
+              onclick: () =>
+                void api
+                  .call("setFlags", { ids: [m.id], flagged: !flagged })
+                  .then(() => openMessage(m.id))
+                  .catch(fail),
+            },
+            flagged ? "Unflag" : "Flag",
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              id: "mark-unread",
+              onclick: () =>
+                void api
+                  .call("setFlags", { ids: [m.id], seen: false })
+                  .then(() => showList(current, offset))
+                  .then(() => say("Marked unread."))
+                  .catch(fail),
+            },
+            "Unread",
+          ),
+          inJunk && inbox
+            ? h("button", { type: "button", id: "not-junk", onclick: () => void move(m.id, inbox.id, "Moved to the Inbox: not junk.").catch(fail) }, "Not junk")
+            : junkBox
+              ? h("button", { type: "button", id: "junk", onclick: () => void move(m.id, junkBox.id, "Moved to Junk.").catch(fail) }, "Junk")
+              : null,
+          h(
+            "button",
+            {
+              type: "button",
+              class: "danger",
+              id: "delete",
+              onclick: () =>
+                void api
+                  .call<{ deleted: number }>("remove", { ids: [m.id] })
+                  .then(async (r) => {
+                    await loadMailboxes();
+                    await showList(current, offset);
+                    say(r.deleted ? "Deleted for good." : "Moved to Trash.");
+                  })
+                  .catch(fail),
+            },
+            "Delete",
+          ),
+          moveSelect,
+        ]),
+        h("h1", { class: "wm-subject", id: "subject" }, hd.subject || "(no subject)"),
+        h(
+          "dl",
+          { class: "facts wm-headers" },
+          h("dt", {}, "From"),
+          h("dd", { id: "hdr-from" }, hd.from),
+          h("dt", {}, "To"),
+          h("dd", {}, hd.to),
+          hd.cc ? [h("dt", {}, "Cc"), h("dd", {}, hd.cc)] : null,
+          h("dt", {}, "Date"),
+          h("dd", {}, hd.date),
+        ),
+        m.attachments.length
+          ? h(
+              "ul",
+              { class: "wm-attachments", id: "attachments" },
+              m.attachments.map((a) => h("li", {}, h("a", { href: a.url, download: a.name }, a.name), h("span", { class: "muted" }, ` ${a.type}, ${formatBytes(a.size)}`))),
+            )
+          : null,
+        bodyOf(m),
+        h("p", {}, h("a", { href: m.rawUrl, class: "muted", download: "" }, "Download the original message")),
+      ),
+    );
+    say("");
+    void loadMailboxes().catch(fail);
+  };
+
+  const compose = (d: Draft) => {
+    view = "compose";
+    const f = h(
+      "form",
+      { class: "wm-compose card", id: "compose-form" },
+      h("h1", {}, d.replyToId ? "Reply" : "New message"),
+      h("label", {}, "From", h("select", { name: "from", id: "compose-from" })),
+      h("label", {}, "To", h("input", { name: "to", value: d.to, autocomplete: "email", multiple: true, required: true })),
+      h("label", {}, "Cc", h("input", { name: "cc", value: d.cc })),
+      h("label", {}, "Bcc", h("input", { name: "bcc", value: "" })),
+      h("label", {}, "Subject", h("input", { name: "subject", value: d.subject })),
+      h("label", {}, "Message", h("textarea", { name: "text", rows: 14 }, d.text)),
+      h("label", {}, "Attachments", h("input", { name: "files", type: "file", multiple: true })),
+      h(
+        "div",
+        { class: "wm-actions" },
+        h("button", { type: "submit", id: "send" }, "Send"),
+        h("button", { type: "button", class: "link", onclick: () => void showList(current, offset).catch(fail) }, "Discard"),
+      ),
+    );
+    void api.call<string[]>("fromAddresses").then((addrs) => {
+      const sel = f.elements.namedItem("from") as HTMLSelectElement;
+      for (const a of addrs) sel.appendChild(h("option", { value: a }, a));
+    }, fail);
+    f.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const send = f.querySelector("#send") as HTMLButtonElement;
+      send.disabled = true;
+      const files = (f.elements.namedItem("files") as HTMLInputElement).files;
+      void (async () => {
+        const attachments = [];
+        for (const file of files ? [...files] : []) attachments.push({ name: file.name, type: file.type || "application/octet-stream", data: await fileBase64(file) });
+        await api.call("send", {
+          from: field(f, "from") || undefined,
+          to: field(f, "to"),
+          cc: field(f, "cc"),
+          bcc: field(f, "bcc"),
+          subject: field(f, "subject"),
+          text: field(f, "text"),
+          replyToId: d.replyToId,
+          attachments,
+        });
+        await loadMailboxes();
+        await showList(current, offset);
+        say("Sent.");
+      })().catch((err: unknown) => {
+        send.disabled = false;
+        fail(err);
+      });
+    });
+    render(main, f);
+    (f.elements.namedItem(d.to ? "text" : "to") as HTMLElement).focus();
+  };
+
+  // Keys (step 3): only when no field has the focus.
+  document.addEventListener("keydown", (e) => {
+    const t = e.target as HTMLElement | null;
+    if (e.ctrlKey || e.metaKey || e.altKey || (t && /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    const items = page?.items ?? [];
+    const at = items.findIndex((m) => m.id === openId);
+    if (e.key === "j" || e.key === "k") {
+      const next = items[e.key === "j" ? at + 1 : at <= 0 ? 0 : at - 1];
+      if (next) void openMessage(next.id).catch(fail);
+    } else if (e.key === "r" && view === "message" && openId !== null) {
+      void api.call<Draft>("composeDraft", { id: openId, mode: "reply" }).then(compose).catch(fail);
+    } else if (e.key === "Escape" && view !== "list") {
+      void showList(current, offset).catch(fail);
+    }
+  });
+
+  // Updates (step 1): refresh on the store's changes, a burst at a time.
+  let pending: ReturnType<typeof setTimeout> | null = null;
+  const startEvents = () => {
+    const es = new EventSource("/account/webmail/events");
+    const soon = () => {
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = null;
+        void refreshList().catch(fail);
+      }, 150);
+    };
+    es.addEventListener("change", soon);
+    // On every (re)connection: changes made before the stream listened (or while it was down) are fetched.
+    es.addEventListener("hello", soon);
+  };
+
+  void (async () => {
+    // The first call logs in when needed; the event stream starts with the session.
+    const info = await api.call<{ name: string }>("info");
+    setWho(api, info.name);
+    await loadMailboxes();
+    const inbox = special("\\Inbox") ?? mailboxes[0];
+    if (!inbox) return void render(main, h("p", {}, "No mailboxes."));
+    await showList(inbox.id, 0);
+    startEvents();
+  })().catch(fail);
+}
