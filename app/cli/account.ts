@@ -8,8 +8,8 @@
  * 3. Works on the data folder while the server runs (the index is shared
  *    safely between processes).
  */
-import { parseArgs } from "node:util";
-import { UsageError, fail, parseBytes, readPassword, withStore } from "../src/store/cli-support.ts";
+import { UsageError, parseBytes, readPassword, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 
 const HELP = `usage: letterbox account add ADDRESS [--password PW] [--quota SIZE] [--dir DIR]
        letterbox account passwd ADDRESS [--password PW] [--dir DIR]
@@ -28,22 +28,8 @@ when that is not a terminal (one line), otherwise asked for.
 "rm" removes the account with all its messages, at once and for good.
 `;
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string" },
-        password: { type: "string" },
-        quota: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+export function run(args: string[]): Promise<number> {
+  return runStoreVerb("account", HELP, args, { password: { type: "string" }, quota: { type: "string" } }, async ({ values, positionals }) => {
     const [cmd, ...rest] = positionals;
     const one = (what: string): string => {
       if (rest.length !== 1) throw new UsageError(`account ${cmd} needs exactly one ${what}`);
@@ -102,7 +88,5 @@ export async function run(args: string[]): Promise<number> {
       default:
         throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
     }
-  } catch (e) {
-    return fail("account", e, HELP);
-  }
+  });
 }

@@ -8,8 +8,8 @@
  *    --list-members lets members see the list; --allow-msg-from lets members
  *    send with the alias as From address.
  */
-import { parseArgs } from "node:util";
-import { UsageError, fail, withStore } from "../src/store/cli-support.ts";
+import { UsageError, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 
 const HELP = `usage: letterbox alias add ADDRESS MEMBER... [--post-public] [--list-members] [--allow-msg-from] [--dir DIR]
        letterbox alias rm ADDRESS [--dir DIR]
@@ -23,23 +23,8 @@ Manage aliases: ADDRESS delivers to each MEMBER (addresses of accounts).
   --dir DIR         data folder (default ./data/localserve)
 `;
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string" },
-        "post-public": { type: "boolean" },
-        "list-members": { type: "boolean" },
-        "allow-msg-from": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+export function run(args: string[]): Promise<number> {
+  return runStoreVerb("alias", HELP, args, { "post-public": { type: "boolean" }, "list-members": { type: "boolean" }, "allow-msg-from": { type: "boolean" } }, async ({ values, positionals }) => {
     const [cmd, ...rest] = positionals;
     switch (cmd) {
       case "add": {
@@ -78,7 +63,5 @@ export async function run(args: string[]): Promise<number> {
       default:
         throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
     }
-  } catch (e) {
-    return fail("alias", e, HELP);
-  }
+  });
 }

@@ -5,9 +5,9 @@
  * system, copied otherwise. The copy passes `letterbox verifydata --dir DEST`
  * and can be used as a data folder as it is.
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { UsageError, fail, withStore } from "../src/store/cli-support.ts";
+import { UsageError, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 
 const HELP = `usage: letterbox backup --to DEST [--dir DIR]
 
@@ -17,17 +17,8 @@ when DEST is on the same file system (they never change), else copied.
 To restore, stop the server and use DEST as the data folder.
 `;
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { dir: { type: "string" }, to: { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+export function run(args: string[]): Promise<number> {
+  return runStoreVerb("backup", HELP, args, { to: { type: "string" } }, async ({ values, positionals }) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     if (!values.to) throw new UsageError("--to DEST is required");
     const dest = resolve(values.to);
@@ -39,7 +30,5 @@ export async function run(args: string[]): Promise<number> {
       );
       return 0;
     });
-  } catch (e) {
-    return fail("backup", e, HELP);
-  }
+  });
 }

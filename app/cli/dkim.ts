@@ -3,7 +3,7 @@
  * message (RFC 6376, RSA and Ed25519 per RFC 8463) the way our MX does, and
  * says for each why it passed or not.
  */
-import { parseArgs } from "node:util";
+import { parseVerbArgs } from "./args.ts";
 import { verifyDkim } from "../src/dkim/verify.ts";
 import { DNS_OPTION_SPEC, DNS_OPTIONS_HELP, readMessageFile, resolverFromOptions } from "../src/auth/cli-resolver.ts";
 
@@ -26,18 +26,9 @@ Example:
 `;
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { help: { type: "boolean", short: "h" }, ...DNS_OPTION_SPEC } });
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseVerbArgs(args, HELP, DNS_OPTION_SPEC);
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   if (positionals[0] !== "verify" || positionals.length !== 2) {
     process.stderr.write(HELP);
     return 2;

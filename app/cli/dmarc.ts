@@ -4,7 +4,7 @@
  * connection is given) pass aligned, and what the policy says to do; prints
  * the Authentication-Results field our MX would add.
  */
-import { parseArgs } from "node:util";
+import { parseVerbArgs } from "./args.ts";
 import { authenticateMessage } from "../src/auth/index.ts";
 import { verifyDkim } from "../src/dkim/verify.ts";
 import { evaluateDmarc, fromDomainOf } from "../src/dmarc/index.ts";
@@ -34,22 +34,9 @@ Examples:
 `;
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { help: { type: "boolean", short: "h" }, ip: { type: "string" }, "mail-from": { type: "string" }, helo: { type: "string" }, hostname: { type: "string" }, ...DNS_OPTION_SPEC },
-    });
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseVerbArgs(args, HELP, { ip: { type: "string" }, "mail-from": { type: "string" }, helo: { type: "string" }, hostname: { type: "string" }, ...DNS_OPTION_SPEC });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   if (positionals[0] !== "check" || positionals.length !== 2 || (values.ip === undefined) !== (values["mail-from"] === undefined)) {
     process.stderr.write(HELP);
     return 2;

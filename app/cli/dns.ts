@@ -4,7 +4,7 @@
  * mail server sees it: records, rcode, TTL, whether it is DNSSEC-authentic
  * (AD bit), and any Extended DNS Errors.
  */
-import { parseArgs } from "node:util";
+import { parseVerbArgs } from "./args.ts";
 import { isIP } from "node:net";
 import {
   Resolver,
@@ -102,27 +102,14 @@ export function formatResult(r: DnsResult): string {
 }
 
 export async function run(args: string[]): Promise<number> {
-  let values: { server?: string[]; "resolv-conf"?: boolean; timeout?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        server: { type: "string", multiple: true },
-        "resolv-conf": { type: "boolean" },
-        timeout: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`letterbox dns: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseVerbArgs(
+    args,
+    HELP,
+    { server: { type: "string", multiple: true }, "resolv-conf": { type: "boolean" }, timeout: { type: "string" } },
+    { errorPrefix: "letterbox dns: " },
+  );
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
   const [sub, typeArg, nameArg, ...extra] = positionals;
   if (sub !== "lookup" || typeArg === undefined || nameArg === undefined || extra.length > 0) {
     process.stderr.write(`letterbox dns: expected "lookup TYPE NAME"\n\n${HELP}`);

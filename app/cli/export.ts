@@ -12,10 +12,10 @@
  *    header, which import reads and removes (app/src/store/mbox.ts); maildir
  *    keeps flags and up to 26 keywords in the file names (store/maildir.ts).
  */
-import { parseArgs } from "node:util";
 import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { UsageError, fail, openOutput, withStore } from "../src/store/cli-support.ts";
+import { UsageError, openOutput, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 import { mboxrdRecord } from "../src/store/mbox.ts";
 import { MaildirWriter } from "../src/store/maildir.ts";
 import type { Mailbox, Store } from "../src/store/index.ts";
@@ -66,23 +66,8 @@ async function exportMaildir(store: Store, mb: Mailbox, out: string): Promise<nu
   return n;
 }
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string" },
-        account: { type: "string" },
-        mailbox: { type: "string" },
-        out: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+export function run(args: string[]): Promise<number> {
+  return runStoreVerb("export", HELP, args, { account: { type: "string" }, mailbox: { type: "string" }, out: { type: "string" } }, async ({ values, positionals }) => {
     const [format, ...rest] = positionals;
     if (format !== "mbox" && format !== "maildir") throw new UsageError("give the format: mbox or maildir");
     if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
@@ -116,7 +101,5 @@ export async function run(args: string[]): Promise<number> {
       process.stderr.write(`exported ${total} messages of ${acc.name}\n`);
       return 0;
     });
-  } catch (e) {
-    return fail("export", e, HELP);
-  }
+  });
 }

@@ -12,9 +12,9 @@
  *    against the account's quota; the import stops at the first refusal and
  *    says how many messages were stored.
  */
-import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { UsageError, fail, withStore } from "../src/store/cli-support.ts";
+import { UsageError, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 import { parseMboxrd } from "../src/store/mbox.ts";
 import { readMaildir } from "../src/store/maildir.ts";
 import type { ImportMessage } from "../src/store/index.ts";
@@ -30,22 +30,8 @@ Import messages into mailbox NAME of the account (created when missing).
   --dir DIR          data folder (default ./data/localserve)
 `;
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string" },
-        account: { type: "string" },
-        mailbox: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+export function run(args: string[]): Promise<number> {
+  return runStoreVerb("import", HELP, args, { account: { type: "string" }, mailbox: { type: "string" } }, async ({ values, positionals }) => {
     const [format, source, ...rest] = positionals;
     if (format !== "mbox" && format !== "maildir") throw new UsageError("give the format: mbox or maildir");
     if (source === undefined) throw new UsageError(format === "mbox" ? "give the mbox FILE (or - for stdin)" : "give the maildir DIR");
@@ -69,7 +55,5 @@ export async function run(args: string[]): Promise<number> {
       if (r.error) throw new Error(`import stopped: ${r.error.message}`);
       return 0;
     });
-  } catch (e) {
-    return fail("import", e, HELP);
-  }
+  });
 }

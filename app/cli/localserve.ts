@@ -14,7 +14,7 @@
  *    DSN comes back) and `fail-temporary@…` (451, retried with backoff, then a
  *    DSN): see queue/local.ts. --queue-backoff shortens the retry wait.
  */
-import { parseArgs } from "node:util";
+import { parseVerbArgs } from "./args.ts";
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { DEFAULT_LIMITS, type Config } from "../src/config/types.ts";
@@ -58,27 +58,14 @@ the account as well, except for these recipient local parts:
 `;
 
 export async function run(args: string[]): Promise<number> {
-  let values: { dir?: string; password?: string; "port-offset"?: string; loglevel?: string; "queue-backoff"?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        dir: { type: "string" },
-        password: { type: "string" },
-        "port-offset": { type: "string" },
-        loglevel: { type: "string" },
-        "queue-backoff": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
-  } catch (e) {
-    process.stderr.write(`letterbox localserve: ${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+  const parsed = parseVerbArgs(
+    args,
+    HELP,
+    { dir: { type: "string" }, password: { type: "string" }, "port-offset": { type: "string" }, loglevel: { type: "string" }, "queue-backoff": { type: "string" } },
+    { errorPrefix: "letterbox localserve: ", positionals: false },
+  );
+  if (typeof parsed === "number") return parsed;
+  const { values } = parsed;
   const offset = Number(values["port-offset"] ?? "0");
   if (!Number.isInteger(offset) || offset < 0 || offset + LOCAL_PORTS.smtp > 65535 - 500) {
     process.stderr.write(`letterbox localserve: --port-offset must be a small non-negative integer\n`);

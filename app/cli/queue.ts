@@ -11,8 +11,8 @@
  * 3. `holdrule` and `suppress` manage hold rules and per-account
  *    suppression lists.
  */
-import { parseArgs } from "node:util";
-import { UsageError, fail, withStore } from "../src/store/cli-support.ts";
+import { UsageError, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 import { QueueStore, type QueueFilter } from "../src/store/queue.ts";
 import type { Store } from "../src/store/index.ts";
 import { formatAddress, normalizeDomain, parseAddress } from "../src/smtp/address.ts";
@@ -218,29 +218,19 @@ function suppress(store: Store, qs: QueueStore, v: Values, args: string[]): numb
   return 0;
 }
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        dir: { type: "string" },
-        held: { type: "boolean" },
-        all: { type: "boolean" },
-        json: { type: "boolean" },
-        rcpt: { type: "string", multiple: true },
-        account: { type: "string" },
-        "to-domain": { type: "string" },
-        "from-domain": { type: "string" },
-        reason: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+export function run(args: string[]): Promise<number> {
+  const options = {
+    held: { type: "boolean" },
+    all: { type: "boolean" },
+    json: { type: "boolean" },
+    rcpt: { type: "string", multiple: true },
+    account: { type: "string" },
+    "to-domain": { type: "string" },
+    "from-domain": { type: "string" },
+    reason: { type: "string" },
+  } as const;
+  return runStoreVerb("queue", HELP, args, options, async ({ values, positionals }) => {
     const v = values as Values;
-    if (v.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
     const [cmd, ...rest] = positionals;
     if (cmd === undefined) throw new UsageError("missing command");
     if (!["list", "hold", "release", "retry", "drop", "holdrule", "suppress"].includes(cmd)) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
@@ -257,7 +247,5 @@ export async function run(args: string[]): Promise<number> {
           return change(store, qs, cmd, v, rest);
       }
     });
-  } catch (e) {
-    return fail("queue", e, HELP);
-  }
+  });
 }

@@ -4,7 +4,7 @@
  * with the deciding mechanism, the explanation, the DNS lookups counted and
  * whether every answer was DNSSEC-validated.
  */
-import { parseArgs } from "node:util";
+import { parseVerbArgs } from "./args.ts";
 import { verifySpf } from "../src/spf/index.ts";
 import { DNS_OPTION_SPEC, DNS_OPTIONS_HELP, resolverFromOptions } from "../src/auth/cli-resolver.ts";
 
@@ -30,18 +30,9 @@ Example:
 `;
 
 export async function run(args: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, options: { help: { type: "boolean", short: "h" }, helo: { type: "string" }, ...DNS_OPTION_SPEC } });
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n\n${HELP}`);
-    return 2;
-  }
+  const parsed = parseVerbArgs(args, HELP, { helo: { type: "string" }, ...DNS_OPTION_SPEC });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
   if (positionals[0] !== "check" || positionals.length !== 3) {
     process.stderr.write(HELP);
     return 2;

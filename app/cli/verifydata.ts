@@ -3,8 +3,8 @@
  * app/src/store/verify.ts for every check). Prints one line per problem and
  * the counts; exit 1 when any problem is found. Safe while the server runs.
  */
-import { parseArgs } from "node:util";
-import { UsageError, fail, withStore } from "../src/store/cli-support.ts";
+import { UsageError, withStore } from "../src/store/cli-support.ts";
+import { runStoreVerb } from "./args.ts";
 import type { VerifyCounts } from "../src/store/index.ts";
 
 const HELP = `usage: letterbox verifydata [--dir DIR]
@@ -15,17 +15,8 @@ order, and the per-account and per-mailbox counters match the messages.
 Prints each problem and the counts; exits 1 when there is any problem.
 `;
 
-export async function run(args: string[]): Promise<number> {
-  try {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { dir: { type: "string" }, help: { type: "boolean", short: "h" } },
-    });
-    if (values.help) {
-      process.stdout.write(HELP);
-      return 0;
-    }
+export function run(args: string[]): Promise<number> {
+  return runStoreVerb("verifydata", HELP, args, {}, async ({ values, positionals }) => {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     return await withStore(values.dir, {}, async (store) => {
       const counts: VerifyCounts = { accounts: 0, mailboxes: 0, messages: 0, files: 0 };
@@ -36,7 +27,5 @@ export async function run(args: string[]): Promise<number> {
       );
       return problems.length > 0 ? 1 : 0;
     });
-  } catch (e) {
-    return fail("verifydata", e, HELP);
-  }
+  });
 }
