@@ -13,9 +13,16 @@
  *    /account/webmail/events refreshes both when the store changes (new
  *    mail, other clients' changes).
  * 2. A message opens in place of the list; its buttons reply, reply to
- *    all, forward, flag, move (Junk / not junk included), delete.
- * 3. Keys: j/k next/previous message, r reply, Escape back to the list
- *    (not while typing in a field).
+ *    all, forward, flag, Junk / Not junk (keywords, move and training as
+ *    IMAP does them, server side), move, delete. A message in Drafts opens
+ *    in the compose form instead.
+ * 3. Compose: attachments upload as soon as they are chosen
+ *    (`POST /account/webmail/upload`, streamed to the server, any size up
+ *    to the message size limit); "Save draft" stores the form in Drafts
+ *    (replacing the earlier save); Send names the uploads and the draft.
+ * 4. Keys (not while typing in a field): j/k next/previous message, r
+ *    reply, a reply to all, f forward, c compose, / search, # delete,
+ *    ! junk, ? this list as an overlay, Escape back to the list.
  */
 import { ApiClient, ApiFailure } from "./api.ts";
 import { field, formatBytes, h, render, type Child } from "./dom.ts";
@@ -65,13 +72,38 @@ interface OpenMessage {
   rawUrl: string;
   attachments: Attachment[];
 }
+interface UploadedFile {
+  id: string;
+  name: string;
+  type: string;
+  size: number;
+}
 interface Draft {
+  from?: string;
   to: string;
   cc: string;
+  bcc?: string;
   subject: string;
   text: string;
   replyToId: number | null;
+  /** The saved draft this form came from (replaced on save, removed on send). */
+  draftId?: number | null;
+  attachments?: UploadedFile[];
 }
+
+/** The keyboard shortcuts, as the "?" overlay lists them. */
+const SHORTCUTS: [string, string][] = [
+  ["j / k", "next / previous message"],
+  ["r", "reply"],
+  ["a", "reply to all"],
+  ["f", "forward"],
+  ["c", "compose"],
+  ["/", "search"],
+  ["#", "delete"],
+  ["!", "junk"],
+  ["Escape", "back to the list"],
+  ["?", "this help"],
+];
 
 const PAGE_SIZE = 50;
 
@@ -86,12 +118,29 @@ function shortDate(iso: string): string {
   return d.toLocaleDateString(undefined, { year: d.getFullYear() === now.getFullYear() ? undefined : "numeric", month: "short", day: "numeric" });
 }
 
-/** Base64 of a file, for the send call's attachments. */
-async function fileBase64(f: File): Promise<string> {
-  const bytes = new Uint8Array(await f.arrayBuffer());
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
+/** Upload one file (the request body is the file: the browser streams it); resolves with its upload id. */
+async function uploadFile(api: ApiClient, f: File): Promise<UploadedFile> {
+  const send = () =>
+    fetch(`/account/webmail/upload?name=${encodeURIComponent(f.name)}`, {
+      method: "POST",
+      headers: { "Content-Type": f.type || "application/octet-stream", "x-csrf": api.csrf },
+      body: f,
+      credentials: "same-origin",
+    });
+  let res = await send();
+  if (res.status === 403) {
+    // Session gone or CSRF value stale: an API call brings the login form, then once more.
+    await api.call("info");
+    res = await send();
+  }
+  let body: { id?: string; name?: string; type?: string; size?: number; message?: string; code?: string };
+  try {
+    body = (await res.json()) as typeof body;
+  } catch {
+    throw new ApiFailure("server:error", `upload failed: HTTP ${res.status}`);
+  }
+  if (!res.ok) throw new ApiFailure((body.code as "user:error") ?? "server:error", body.message ?? `upload failed: HTTP ${res.status}`);
+  return { id: body.id!, name: body.name ?? f.name, type: body.type ?? f.type, size: body.size ?? f.size };
 }
 
 export function startWebmail(app: HTMLElement): void {
@@ -110,7 +159,7 @@ export function startWebmail(app: HTMLElement): void {
   const searchForm = h(
     "form",
     { class: "wm-search", id: "search-form", role: "search" },
-    h("input", { name: "q", type: "search", placeholder: "Search subject, sender, text", "aria-label": "Search" }),
+    h("input", { name: "q", id: "search", type: "search", placeholder: "Search subject, sender, text", "aria-label": "Search" }),
   );
   const toolbar = h(
     "div",
@@ -258,6 +307,23 @@ export function startWebmail(app: HTMLElement): void {
     say(note);
   };
 
+  /** Junk / Not junk: the server sets the keyword, moves and trains (as IMAP would). */
+  const judge = async (id: number, junk: boolean) => {
+    const r = await api.call<{ moved: number }>("junk", { ids: [id], junk });
+    await loadMailboxes();
+    await showList(current, offset);
+    say(junk ? "Marked as junk." : r.moved ? "Not junk: moved to the Inbox." : "Marked as not junk.");
+  };
+
+  const removeMessage = async (id: number) => {
+    const r = await api.call<{ deleted: number }>("remove", { ids: [id] });
+    await loadMailboxes();
+    await showList(current, offset);
+    say(r.deleted ? "Deleted for good." : "Moved to Trash.");
+  };
+
+  const replyForm = (id: number, mode: "reply" | "replyAll" | "forward") => api.call<Draft>("composeDraft", { id, mode }).then(compose);
+
   /** The message body: the HTML in the sandboxed frame, or the text as text. */
   const bodyOf = (m: OpenMessage): Child => {
     const box = h("div", { class: "wm-content" });
@@ -286,14 +352,20 @@ export function startWebmail(app: HTMLElement): void {
   };
 
   const openMessage = async (id: number) => {
+    const item = page?.items.find((x) => x.id === id);
+    const drafts = special("\\Drafts");
+    if (drafts && (item?.mailboxId ?? current) === drafts.id && item) {
+      // A draft opens in the compose form, with its attachments.
+      openId = id;
+      compose(await api.call<Draft>("openDraft", { id }));
+      return;
+    }
     const m = await api.call<OpenMessage>("message", { id });
     openId = id;
     view = "message";
     const hd = m.headers;
     const flagged = m.flags.includes("\\Flagged");
     const inJunk = special("\\Junk")?.id === m.mailboxId;
-    const junkBox = special("\\Junk");
-    const inbox = special("\\Inbox");
     const moveSelect = h(
       "select",
       { id: "move-to", "aria-label": "Move to" },
@@ -304,11 +376,7 @@ export function startWebmail(app: HTMLElement): void {
       const to = Number(moveSelect.value);
       if (to) void move(m.id, to, "Moved.").catch(fail);
     });
-    const draft = (mode: string) => () =>
-      void api
-        .call<Draft>("composeDraft", { id: m.id, mode })
-        .then(compose)
-        .catch(fail);
+    const draft = (mode: "reply" | "replyAll" | "forward") => () => void replyForm(m.id, mode).catch(fail);
     render(
       main,
       h(
@@ -346,29 +414,10 @@ export function startWebmail(app: HTMLElement): void {
             },
             "Unread",
           ),
-          inJunk && inbox
-            ? h("button", { type: "button", id: "not-junk", onclick: () => void move(m.id, inbox.id, "Moved to the Inbox: not junk.").catch(fail) }, "Not junk")
-            : junkBox
-              ? h("button", { type: "button", id: "junk", onclick: () => void move(m.id, junkBox.id, "Moved to Junk.").catch(fail) }, "Junk")
-              : null,
-          h(
-            "button",
-            {
-              type: "button",
-              class: "danger",
-              id: "delete",
-              onclick: () =>
-                void api
-                  .call<{ deleted: number }>("remove", { ids: [m.id] })
-                  .then(async (r) => {
-                    await loadMailboxes();
-                    await showList(current, offset);
-                    say(r.deleted ? "Deleted for good." : "Moved to Trash.");
-                  })
-                  .catch(fail),
-            },
-            "Delete",
-          ),
+          inJunk || m.flags.includes("$Junk")
+            ? h("button", { type: "button", id: "not-junk", onclick: () => void judge(m.id, false).catch(fail) }, "Not junk")
+            : h("button", { type: "button", id: "junk", onclick: () => void judge(m.id, true).catch(fail) }, "Junk"),
+          h("button", { type: "button", class: "danger", id: "delete", onclick: () => void removeMessage(m.id).catch(fail) }, "Delete"),
           moveSelect,
         ]),
         h("h1", { class: "wm-subject", id: "subject" }, hd.subject || "(no subject)"),
@@ -400,46 +449,156 @@ export function startWebmail(app: HTMLElement): void {
 
   const compose = (d: Draft) => {
     view = "compose";
+    let draftId = d.draftId ?? null;
+    const files: UploadedFile[] = [...(d.attachments ?? [])];
+    let uploading = 0;
+    /** Uploads still on their way: Send and Save wait for them. */
+    const pending = new Set<Promise<void>>();
+    const settled = async () => {
+      while (pending.size) await Promise.all([...pending]);
+    };
+    const fileList = h("ul", { class: "wm-files", id: "compose-files" });
+    const renderFiles = () =>
+      render(
+        fileList,
+        files.map((u) =>
+          h(
+            "li",
+            { "data-upload": u.id },
+            h("span", { class: "name" }, u.name),
+            h("span", { class: "muted" }, ` ${formatBytes(u.size)} `),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "link",
+                title: `Remove ${u.name}`,
+                onclick: () => {
+                  files.splice(files.indexOf(u), 1);
+                  renderFiles();
+                  void api.call("discardUploads", { uploads: [u.id] }).catch(fail);
+                },
+              },
+              "Remove",
+            ),
+          ),
+        ),
+        uploading ? h("li", { class: "muted", id: "uploading" }, `Uploading ${uploading} file${uploading === 1 ? "" : "s"}…`) : null,
+      );
+    const picker = h("input", { name: "files", id: "compose-attach", type: "file", multiple: true });
+    picker.addEventListener("change", () => {
+      const chosen = picker.files ? [...picker.files] : [];
+      picker.value = "";
+      for (const file of chosen) {
+        uploading++;
+        renderFiles();
+        const p: Promise<void> = uploadFile(api, file)
+          .then((u) => {
+            files.push(u);
+            say(`Attached ${u.name}.`);
+          })
+          .catch(fail)
+          .finally(() => {
+            uploading--;
+            pending.delete(p);
+            renderFiles();
+          });
+        pending.add(p);
+      }
+    });
+    const title = h("h1", {}, draftId ? "Draft" : d.replyToId ? "Reply" : "New message");
     const f = h(
       "form",
       { class: "wm-compose card", id: "compose-form" },
-      h("h1", {}, d.replyToId ? "Reply" : "New message"),
+      title,
       h("label", {}, "From", h("select", { name: "from", id: "compose-from" })),
-      h("label", {}, "To", h("input", { name: "to", value: d.to, autocomplete: "email", multiple: true, required: true })),
+      h("label", {}, "To", h("input", { name: "to", value: d.to, autocomplete: "email", multiple: true })),
       h("label", {}, "Cc", h("input", { name: "cc", value: d.cc })),
-      h("label", {}, "Bcc", h("input", { name: "bcc", value: "" })),
+      h("label", {}, "Bcc", h("input", { name: "bcc", value: d.bcc ?? "" })),
       h("label", {}, "Subject", h("input", { name: "subject", value: d.subject })),
       h("label", {}, "Message", h("textarea", { name: "text", rows: 14 }, d.text)),
-      h("label", {}, "Attachments", h("input", { name: "files", type: "file", multiple: true })),
+      h("label", {}, "Attachments", picker),
+      fileList,
       h(
         "div",
         { class: "wm-actions" },
         h("button", { type: "submit", id: "send" }, "Send"),
-        h("button", { type: "button", class: "link", onclick: () => void showList(current, offset).catch(fail) }, "Discard"),
+        h("button", { type: "button", id: "save-draft", onclick: () => void saveDraft().catch(fail) }, "Save draft"),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "link",
+            id: "discard",
+            onclick: () => {
+              void (async () => {
+                if (files.length) await api.call("discardUploads", { uploads: files.map((u) => u.id) });
+                await showList(current, offset);
+              })().catch(fail);
+            },
+          },
+          "Close",
+        ),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "danger",
+            id: "delete-draft",
+            hidden: draftId === null,
+            onclick: () => {
+              if (draftId === null) return;
+              void (async () => {
+                await api.call("deleteDraft", { id: draftId });
+                if (files.length) await api.call("discardUploads", { uploads: files.map((u) => u.id) });
+                await loadMailboxes();
+                await showList(current, offset);
+                say("Draft deleted.");
+              })().catch(fail);
+            },
+          },
+          "Delete draft",
+        ),
       ),
     );
+    renderFiles();
     void api.call<string[]>("fromAddresses").then((addrs) => {
       const sel = f.elements.namedItem("from") as HTMLSelectElement;
       for (const a of addrs) sel.appendChild(h("option", { value: a }, a));
+      if (d.from && addrs.includes(d.from)) sel.value = d.from;
     }, fail);
+    const fields = () => ({
+      from: field(f, "from") || undefined,
+      to: field(f, "to"),
+      cc: field(f, "cc"),
+      bcc: field(f, "bcc"),
+      subject: field(f, "subject"),
+      text: field(f, "text"),
+      replyToId: d.replyToId,
+      draftId,
+      uploads: files.map((u) => u.id),
+    });
+    const saveDraft = async () => {
+      await settled();
+      const r = await api.call<{ id: number }>("saveDraft", fields());
+      draftId = r.id;
+      // The uploads now live in the draft; reopening it gives fresh ones, so the form keeps working with the saved copy.
+      const again = await api.call<Draft>("openDraft", { id: r.id });
+      files.splice(0, files.length, ...(again.attachments ?? []));
+      renderFiles();
+      title.textContent = "Draft";
+      (f.querySelector("#delete-draft") as HTMLButtonElement).hidden = false;
+      await loadMailboxes();
+      say("Draft saved.");
+    };
     f.addEventListener("submit", (e) => {
       e.preventDefault();
       const send = f.querySelector("#send") as HTMLButtonElement;
-      send.disabled = true;
-      const files = (f.elements.namedItem("files") as HTMLInputElement).files;
       void (async () => {
-        const attachments = [];
-        for (const file of files ? [...files] : []) attachments.push({ name: file.name, type: file.type || "application/octet-stream", data: await fileBase64(file) });
-        await api.call("send", {
-          from: field(f, "from") || undefined,
-          to: field(f, "to"),
-          cc: field(f, "cc"),
-          bcc: field(f, "bcc"),
-          subject: field(f, "subject"),
-          text: field(f, "text"),
-          replyToId: d.replyToId,
-          attachments,
-        });
+        send.disabled = true;
+        if (pending.size) say("Waiting for the attachments to upload…");
+        await settled();
+        await api.call("send", fields());
         await loadMailboxes();
         await showList(current, offset);
         say("Sent.");
@@ -452,20 +611,65 @@ export function startWebmail(app: HTMLElement): void {
     (f.elements.namedItem(d.to ? "text" : "to") as HTMLElement).focus();
   };
 
-  // Keys (step 3): only when no field has the focus.
+  /** The "?" overlay: the shortcuts; any key or a click closes it. */
+  let help: HTMLElement | null = null;
+  const closeHelp = () => {
+    help?.remove();
+    help = null;
+  };
+  const showHelp = () => {
+    if (help) return closeHelp();
+    help = h(
+      "div",
+      { class: "wm-help", id: "shortcut-help", role: "dialog", "aria-label": "Keyboard shortcuts", onclick: () => closeHelp() },
+      h(
+        "div",
+        { class: "card" },
+        h("h2", {}, "Keyboard shortcuts"),
+        h(
+          "dl",
+          { class: "facts" },
+          SHORTCUTS.map(([k, what]) => [h("dt", {}, h("kbd", {}, k)), h("dd", {}, what)]),
+        ),
+        h("p", { class: "muted" }, "Press any key to close."),
+      ),
+    );
+    document.body.appendChild(help);
+  };
+
+  // Keys (step 4): only when no field has the focus.
   document.addEventListener("keydown", (e) => {
     const t = e.target as HTMLElement | null;
-    if (e.ctrlKey || e.metaKey || e.altKey || (t && /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    if (e.ctrlKey || e.metaKey || e.altKey || (t && (/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName) || t.isContentEditable))) return;
+    if (help) {
+      e.preventDefault();
+      return closeHelp();
+    }
     const items = page?.items ?? [];
     const at = items.findIndex((m) => m.id === openId);
-    if (e.key === "j" || e.key === "k") {
-      const next = items[e.key === "j" ? at + 1 : at <= 0 ? 0 : at - 1];
+    const opened = view === "message" && openId !== null ? openId : null;
+    const k = e.key;
+    if (k === "j" || k === "k") {
+      const next = items[k === "j" ? at + 1 : at <= 0 ? 0 : at - 1];
       if (next) void openMessage(next.id).catch(fail);
-    } else if (e.key === "r" && view === "message" && openId !== null) {
-      void api.call<Draft>("composeDraft", { id: openId, mode: "reply" }).then(compose).catch(fail);
-    } else if (e.key === "Escape" && view !== "list") {
+    } else if ((k === "r" || k === "a" || k === "f") && opened !== null) {
+      void replyForm(opened, k === "r" ? "reply" : k === "a" ? "replyAll" : "forward").catch(fail);
+    } else if (k === "c" && view !== "compose") {
+      compose({ to: "", cc: "", subject: "", text: "", replyToId: null });
+    } else if (k === "/") {
+      const q = searchForm.elements.namedItem("q") as HTMLInputElement;
+      q.focus();
+      q.select();
+    } else if (k === "#" && opened !== null) {
+      void removeMessage(opened).catch(fail);
+    } else if (k === "!" && opened !== null) {
+      void judge(opened, true).catch(fail);
+    } else if (k === "?") {
+      showHelp();
+    } else if (k === "Escape" && view !== "list") {
       void showList(current, offset).catch(fail);
-    }
+    } else return;
+    e.preventDefault();
   });
 
   // Updates (step 1): refresh on the store's changes, a burst at a time.

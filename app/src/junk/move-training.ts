@@ -12,13 +12,17 @@
  * 3. Every copy is then trained as its keywords now say (idempotent per
  *    message content, filter.ts). Training trouble is logged, never thrown:
  *    the messages are already where the user put them.
+ * 4. A "Junk" / "Not junk" button (the webmail's) is what a good IMAP client
+ *    does for it: STORE +FLAGS $Junk (or $NotJunk, removing the other), which
+ *    trains as IMAP STORE does (`setJunkVerdict`), then MOVE into Junk (or out
+ *    of it into the Inbox), which runs `trainAfterMove` like any move.
  */
 import type { Logger } from "../log/index.ts";
 import type { SpecialUse } from "../store/api.ts";
 import type { ImapStore, MessageState } from "../store/imap.ts";
 import type { Store } from "../store/store.ts";
 import type { JunkFilter } from "./filter.ts";
-import { keywordsForMove } from "./training.ts";
+import { JUNK_KEYWORD, NOTJUNK_KEYWORD, keywordsForMove } from "./training.ts";
 
 export interface JunkTrainingContext {
   store: Store;
@@ -71,4 +75,22 @@ export async function trainAfterMove(
     t.log.warn("junk training after move failed", { err: e as Error });
   }
   return true;
+}
+
+/**
+ * The user's explicit judgement on messages of one mailbox (step 4): set
+ * $Junk (junk) or $NotJunk (not junk), removing the other, one MODSEQ per
+ * change as IMAP STORE, then train each as its keywords now say. The
+ * keywords are stored with or without a filter (they are the user's
+ * record, RFC 5788 registry); training runs only with one. Returns the
+ * messages as they are now. Throws only when the store refuses the change.
+ */
+export async function setJunkVerdict(t: JunkTrainingContext, accountId: number, mailboxId: number, uids: readonly number[], junk: boolean): Promise<MessageState[]> {
+  if (uids.length === 0) return [];
+  t.imap.storeFlags(accountId, mailboxId, uids, "remove", 0, [junk ? NOTJUNK_KEYWORD : JUNK_KEYWORD], null);
+  t.imap.storeFlags(accountId, mailboxId, uids, "add", 0, [junk ? JUNK_KEYWORD : NOTJUNK_KEYWORD], null);
+  const want = new Set(uids);
+  const msgs = t.imap.loadMessages(mailboxId).filter((m) => want.has(m.uid));
+  await trainByKeywords(t, accountId, msgs);
+  return msgs;
 }

@@ -54,9 +54,23 @@ export function checkOrigin(ctx: RequestContext): void {
 export async function readBody(req: Request, max: number): Promise<string> {
   const len = Number(req.headers.get("content-length") ?? "0");
   if (len > max) throw new ApiError("user:error", "request too large", 413);
-  const buf = await req.arrayBuffer();
-  if (buf.byteLength > max) throw new ApiError("user:error", "request too large", 413);
-  return new TextDecoder().decode(buf);
+  // Read as a stream and stop at `max`: a chunked body announces no length.
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  if (req.body) {
+    const reader = req.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      n += value.length;
+      if (n > max) {
+        await reader.cancel().catch(() => {});
+        throw new ApiError("user:error", "request too large", 413);
+      }
+      chunks.push(value);
+    }
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks, n));
 }
 
 /** Map an error thrown by a handler to the API error the client sees. */

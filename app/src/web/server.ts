@@ -418,8 +418,9 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
               // Both the old and the new listener of a certificate swap bind the port (acme-sni.ts).
               reusePort: https && acme !== null,
               ...(tls ? { tls } : {}),
-              // Large enough for API bodies, small enough to bound memory (api.ts checks again).
-              maxRequestBodySize: 2 * 1024 * 1024,
+              // Webmail attachment uploads stream to disk (webmail-upload.ts) and may be as large as a message;
+              // every other body is read with its own, small limit (api.ts readBody).
+              maxRequestBodySize: Math.max(2 * 1024 * 1024, opts.config.limits.maxMessageSize + 1024 * 1024),
               fetch: (req, srv) => {
                 if (!behindFront) return app.fetch(req, srv.requestIP(req)?.address ?? "", https);
                 // Only connections the front made are served: their client address cannot be forged.

@@ -25,7 +25,21 @@
  *    resolved as on the submission port), then the outgoing queue (which
  *    DKIM-signs) when a recipient is remote, else delivery into the local
  *    accounts; then a copy in Sent. The answer comes only after both are
- *    durable (design.md durability rule).
+ *    durable (design.md durability rule). The message starts with a
+ *    Received field as the submission port writes one (RFC 5321 §4.4,
+ *    "with HTTPS"). Attachments of any size up to the message size limit
+ *    are uploaded first (`POST /account/webmail/upload`, webmail-upload.ts)
+ *    and named by id; the message is then built from their files without
+ *    holding more than itself in memory.
+ * 3a. Drafts: `saveDraft` stores the form in \Drafts with \Draft (IMAP
+ *    clients see it), replacing the draft it came from; `openDraft` gives
+ *    the form back, its attachments as fresh uploads; `send` with a
+ *    draftId removes the draft once the message is sent.
+ * 3b. Junk / Not junk (`junk`): the keyword as IMAP STORE sets it, then the
+ *    move as IMAP MOVE does it, training through junk/move-training.ts.
+ * 3c. Reply all (`composeDraft`): recipients by RFC 5322 §3.6.3
+ *    (webmail-compose.ts replyRecipients): Reply-To honoured, the
+ *    account's own addresses left out, each address once.
  * 4. The HTML part is served as its own document for an
  *    `<iframe sandbox>` with a strict CSP (webmail-message.ts); remote
  *    images load only when the user asks (`?remote=1` widens img-src).
@@ -42,33 +56,40 @@ import { envelopeFields, structureFromJson } from "../store/message-meta.ts";
 import type { Mailbox } from "../store/store.ts";
 import { decodeEncodedWords } from "../mime/decode.ts";
 import type { MimePart } from "../mime/structure.ts";
-import { parseAddressList, generateMessageId } from "../smtp/header.ts";
+import { join } from "node:path";
+import { parseAddressList, parseHeaderSection, generateMessageId } from "../smtp/header.ts";
 import { formatAddress } from "../smtp/address.ts";
 import { SmtpError } from "../smtp/reply.ts";
 import { checkSubmittedMessage } from "../smtpserver/submission.ts";
 import { deliverToAccounts, resolveRecipient } from "../smtpserver/deliver.ts";
 import type { SubmissionQueue } from "../queue/types.ts";
 import type { JunkFilter } from "../junk/filter.ts";
-import { trainAfterMove, type JunkTrainingContext } from "../junk/move-training.ts";
+import { setJunkVerdict, trainAfterMove, type JunkTrainingContext } from "../junk/move-training.ts";
 import { matches, searchMessageFromData, type SearchMessage, type SearchMeta } from "../imapserver/search.ts";
 import type { SearchKey } from "../imapserver/parser.ts";
 import type { ApiMethods, Params } from "./api.ts";
-import { bool, int, optStr, str, toApiError } from "./api.ts";
+import { bool, checkOrigin, int, optStr, str, toApiError } from "./api.ts";
 import { ASSETS } from "./assets.ts";
 import type { WebContext } from "./context.ts";
-import { ApiError, apiErrorResponse, CSP, escapeHtml, notFound, parseCookies } from "./http.ts";
+import { ApiError, apiErrorResponse, CSP, escapeHtml, jsonResponse, notFound, parseCookies } from "./http.ts";
 import type { RequestContext, Router } from "./router.ts";
-import { ACCOUNT_AREA } from "./session.ts";
+import { ACCOUNT_AREA, CSRF_HEADER } from "./session.ts";
+import { WebmailUploads, type Upload } from "./webmail-upload.ts";
 import { htmlDocument, htmlDocumentCsp, messageView, parsePath, partContent, quotableText, type MessageView } from "./webmail-message.ts";
 import {
   ComposeError,
   composeMessage,
+  composeMessageFromFiles,
   forwardSubject,
+  mailboxText,
   parseRecipients,
   quoteForReply,
+  replyRecipients,
   replyReferences,
   replySubject,
+  webmailReceived,
   type ComposeAttachment,
+  type ComposeInput,
   type NamedAddress,
 } from "./webmail-compose.ts";
 
@@ -82,6 +103,8 @@ export const MAX_PAGE = 200;
 export const EVENT_KEEPALIVE_MS = 8_000;
 /** Messages a search looks at, newest first (bounds the work of one call). */
 export const MAX_SEARCH_SCAN = 5000;
+/** Open event streams per session (a tab each); beyond, 429: one stolen or buggy session cannot pin unbounded subscriptions and timers. */
+export const MAX_EVENT_STREAMS_PER_SESSION = 8;
 
 export interface WebmailOptions {
   /** The outgoing queue (signs and delivers); null: only local recipients can be sent to. */
@@ -90,7 +113,17 @@ export interface WebmailOptions {
   junk: JunkFilter | null;
   /** Keepalive (and session check) interval of the event stream; default EVENT_KEEPALIVE_MS. */
   eventKeepaliveMs?: number;
+  /** Uploads unused this long are removed (webmail-upload.ts); default one hour. */
+  uploadTtlMs?: number;
+  /** How often pending uploads are checked (ended sessions, abandoned); default UPLOAD_SWEEP_MS. */
+  uploadSweepMs?: number;
 }
+
+/** Uploads at least this large are followed by a garbage collection (their request chunks are then freed at once). */
+const LARGE_UPLOAD = 4 * 1024 * 1024;
+
+/** How often pending uploads are checked for ended sessions and abandonment. */
+export const UPLOAD_SWEEP_MS = 15_000;
 
 /** One row of a message list. */
 export interface ListItem {
@@ -149,6 +182,8 @@ function isoDate(header: string | null, fallback: number): string {
 export class Webmail {
   readonly imap: ImapStore;
   readonly wm: WebmailStore;
+  /** Attachments uploaded ahead of send (webmail-upload.ts). */
+  readonly uploads: WebmailUploads;
 
   constructor(
     private readonly c: WebContext,
@@ -156,6 +191,22 @@ export class Webmail {
   ) {
     this.imap = new ImapStore(c.store);
     this.wm = new WebmailStore(c.store.db);
+    this.uploads = new WebmailUploads({
+      dir: join(c.config.dataDir, "tmp", "webmail-uploads"),
+      maxMessageSize: () => c.config.limits.maxMessageSize,
+      sessionAlive: (token) => c.web.findSession(token, "account") !== null,
+      log: c.log.child({ room: "webmail" }),
+      ttlMs: opts.uploadTtlMs,
+      sweepMs: opts.uploadSweepMs ?? UPLOAD_SWEEP_MS,
+    });
+  }
+
+  /** Open event streams by session cookie value (events). */
+  private readonly eventStreams = new Map<string, number>();
+
+  /** The session cookie value of a request: the key of its uploads. */
+  private sessionToken(ctx: RequestContext): string {
+    return parseCookies(ctx.req.headers.get("cookie")).get(ACCOUNT_AREA.cookie) ?? "";
   }
 
   private training(ctx: RequestContext): JunkTrainingContext {
@@ -308,7 +359,7 @@ export class Webmail {
     return this.listItems(accountId, hits);
   }
 
-  /** Parse the attachments parameter: [{name, type, data (base64)}]. */
+  /** Parse the attachments parameter: [{name, type, data (base64)}] (small files sent inline with the call). */
   private attachments(p: Params): ComposeAttachment[] {
     const v = p["attachments"];
     if (v === undefined || v === null) return [];
@@ -324,13 +375,36 @@ export class Webmail {
     });
   }
 
+  /** The uploads parameter: ids of this session's uploads (webmail-upload.ts), in order. */
+  private uploadsParam(ctx: RequestContext, accountId: number, p: Params): Upload[] {
+    const v = p["uploads"];
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v) || v.length > 50 || !v.every((x) => typeof x === "string" && x.length <= 64)) throw new ApiError("user:error", "parameter uploads: list of upload ids required");
+    const token = this.sessionToken(ctx);
+    return [...new Set(v as string[])].map((id) => this.uploads.get(accountId, token, id));
+  }
+
+  /** A draft of the account (in its \Drafts mailbox), or a user:error. */
+  private draftMessage(accountId: number, id: number): WebmailMessage {
+    const m = this.message(accountId, id);
+    const drafts = this.c.store.getMailbox(accountId, "\\Drafts");
+    if (!drafts || m.mailboxId !== drafts.id) throw new ApiError("user:error", `message ${id} is not a draft`);
+    return m;
+  }
+
+  /** Remove one message for good (\Deleted, then UID EXPUNGE of it alone: RFC 4315 §2.1). */
+  private async expungeOne(accountId: number, m: WebmailMessage): Promise<void> {
+    this.imap.storeFlags(accountId, m.mailboxId, [m.uid], "add", FLAG_DELETED, [], null);
+    await this.imap.expunge(accountId, m.mailboxId, [m.uid]);
+  }
+
   /**
-   * Send a message (step 3). Resolves when the queued message (or the local
-   * deliveries) and the Sent copy are durable.
+   * The compose form's fields as a message to build (send and saveDraft):
+   * addresses parsed, threading from the message replied to (or kept from
+   * the draft being replaced), attachments inline or uploaded.
    */
-  private async send(ctx: RequestContext, account: Account, p: Params) {
+  private async composeInput(ctx: RequestContext, account: Account, p: Params, now: Date) {
     const c = this.c;
-    const now = new Date();
     const parse = (key: string, text: string): NamedAddress[] => {
       try {
         return parseRecipients(text);
@@ -345,38 +419,87 @@ export class Webmail {
     const to = parse("to", optStr(p, "to") ?? "");
     const cc = parse("cc", optStr(p, "cc") ?? "");
     const bcc = parse("bcc", optStr(p, "bcc") ?? "");
-    const rcpts = [...to, ...cc, ...bcc];
-    if (rcpts.length === 0) throw new ApiError("user:error", "no recipients");
-    if (rcpts.length > c.config.limits.maxRecipients) throw new ApiError("user:error", `too many recipients, at most ${c.config.limits.maxRecipients}`);
     const subject = optStr(p, "subject") ?? "";
-    const text = str(p, "text", { max: 1024 * 1024 });
-    const hostname = c.config.hostname;
-    const messageId = generateMessageId(hostname);
+    const text = p["text"] === undefined ? "" : str(p, "text", { max: 1024 * 1024 });
     let replyTo: WebmailMessage | null = null;
     let inReplyTo: string | null = null;
     let references: string | null = null;
     const replyId = p["replyToId"];
+    const draftId = p["draftId"] === undefined || p["draftId"] === null ? null : int(p, "draftId", { min: 1 });
+    const draft = draftId === null ? null : this.draftMessage(account.id, draftId);
     if (typeof replyId === "number") {
       // The parent's own ids, never what the page sends: threading follows the stored message.
       const parent = await this.open(account.id, replyId, false);
       replyTo = parent.m;
       inReplyTo = parent.view.headers.messageId || null;
       references = replyReferences(parent.view.headers) || null;
+    } else if (draft) {
+      // A reopened draft keeps the threading it was saved with.
+      const { headers } = parseHeaderSection(await c.store.readMessage({ accountId: account.id, id: draft.id }));
+      const get = (n: string) => headers.find((h) => h.name.toLowerCase() === n)?.value.replace(/\s+/g, " ").trim() || null;
+      inReplyTo = get("in-reply-to");
+      references = get("references");
     }
-    const { data, smtputf8 } = composeMessage({
+    const inline = this.attachments(p);
+    const uploads = this.uploadsParam(ctx, account.id, p);
+    if (inline.length && uploads.length) throw new ApiError("user:error", "give attachments either inline or as uploads, not both");
+    const input: ComposeInput = {
       from,
       to,
       cc,
       subject,
       text,
       date: now,
-      messageId,
+      messageId: generateMessageId(c.config.hostname),
       inReplyTo,
       references,
-      attachments: this.attachments(p),
+      attachments: inline,
       userAgent: `Letterbox webmail ${c.version}`,
+    };
+    return { input, from, to, cc, bcc, replyTo, draft, uploads };
+  }
+
+  /** Build the message: streaming from the upload files when there are uploads (memory: the message once). */
+  private async build(input: ComposeInput, uploads: readonly Upload[]): Promise<{ data: Uint8Array; smtputf8: boolean }> {
+    try {
+      if (uploads.length === 0) return composeMessage(input);
+      return await composeMessageFromFiles(input, uploads);
+    } catch (e) {
+      if (e instanceof ComposeError) throw new ApiError("user:error", e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * Send a message (step 3). Resolves when the queued message (or the local
+   * deliveries) and the Sent copy are durable; then the uploads it used and
+   * the draft it came from are removed.
+   */
+  private async send(ctx: RequestContext, account: Account, p: Params) {
+    const c = this.c;
+    const now = new Date();
+    const f = await this.composeInput(ctx, account, p, now);
+    const { from, replyTo } = f;
+    const rcpts = [...f.to, ...f.cc, ...f.bcc];
+    if (rcpts.length === 0) throw new ApiError("user:error", "no recipients");
+    if (rcpts.length > c.config.limits.maxRecipients) throw new ApiError("user:error", `too many recipients, at most ${c.config.limits.maxRecipients}`);
+    const hostname = c.config.hostname;
+    const messageId = f.input.messageId;
+    // RFC 5321 §4.4: our trace field first, as the submission port adds one (webmail-compose.ts webmailReceived).
+    f.input.prefix = webmailReceived({
+      ip: ctx.ip,
+      https: ctx.https,
+      hostname,
+      id: crypto.randomUUID().replaceAll("-", "").slice(0, 16),
+      recipients: rcpts.map((r) => formatAddress(r.address)),
+      date: now,
     });
-    if (data.length > c.config.limits.maxMessageSize) throw new ApiError("user:error", `message too big, at most ${c.config.limits.maxMessageSize} octets`);
+    const { data, smtputf8 } = await this.build(f.input, f.uploads);
+    if (data.length > c.config.limits.maxMessageSize) throw new ApiError("user:error", `message too big, at most ${c.config.limits.maxMessageSize} octets (the largest message size)`, 413);
+    if (account.quotaBytes > 0) {
+      const now2 = c.store.getAccountById(account.id);
+      if (now2 && now2.usedBytes + data.length > now2.quotaBytes) throw new ApiError("user:error", `over quota: the copy in Sent (${data.length} octets) does not fit the ${now2.quotaBytes - now2.usedBytes} octets left`, 413);
+    }
     // The checks of an authenticated submission (RFC 6409): From must be the account's own.
     try {
       checkSubmittedMessage(data, { accountId: account.id, store: c.store, hostname, now });
@@ -422,6 +545,8 @@ export class Webmail {
       if (e instanceof SmtpError) throw new ApiError(e.permanent ? "user:error" : "server:error", e.message);
       throw e;
     }
+    // Sent: the uploads are no longer needed, whatever happens to the Sent copy.
+    await this.uploads.remove(f.uploads.map((u) => u.id));
     let sent: { id: number; mailboxId: number } | null = null;
     try {
       const [copy] = await c.store.deliver({ data, targets: [{ accountId: account.id, mailbox: "\\Sent" }], flags: ["\\Seen"], receivedAt: now });
@@ -435,7 +560,111 @@ export class Webmail {
       const still = this.wm.message(account.id, replyTo.id);
       if (still) this.setBits(account.id, still, FLAG_ANSWERED, true);
     }
-    return { messageId, queued: remote, sent };
+    let draftRemoved = false;
+    if (f.draft) {
+      // The draft became this message: it goes (if it is still there).
+      const still = this.wm.message(account.id, f.draft.id);
+      if (still && still.mailboxId === f.draft.mailboxId) {
+        await this.expungeOne(account.id, still);
+        draftRemoved = true;
+      }
+    }
+    return { messageId, queued: remote, sent, draftRemoved };
+  }
+
+  /**
+   * Save the compose form as a draft in \Drafts with \Draft and \Seen
+   * (RFC 9051 §2.3.2), durable before the answer; a given draftId is
+   * replaced (the new draft stored first, then the old one expunged, as
+   * IMAP REPLACE does, RFC 8508 §3). Bcc is kept in the draft (RFC 5322
+   * §3.6.3). Uploads become the draft's attachments and their temp files go.
+   */
+  private async saveDraft(ctx: RequestContext, account: Account, p: Params) {
+    const c = this.c;
+    const now = new Date();
+    const f = await this.composeInput(ctx, account, p, now);
+    f.input.bcc = f.bcc;
+    const { data } = await this.build(f.input, f.uploads);
+    if (data.length > c.config.limits.maxMessageSize) throw new ApiError("user:error", `draft too big, at most ${c.config.limits.maxMessageSize} octets (the largest message size)`, 413);
+    const [copy] = await c.store.deliver({ data, targets: [{ accountId: account.id, mailbox: "\\Drafts" }], flags: ["\\Draft", "\\Seen"], receivedAt: now });
+    if (!copy) throw new ApiError("server:error", "the draft could not be stored");
+    if (f.draft) {
+      const still = this.wm.message(account.id, f.draft.id);
+      if (still && still.mailboxId === f.draft.mailboxId) await this.expungeOne(account.id, still);
+    }
+    await this.uploads.remove(f.uploads.map((u) => u.id));
+    ctx.log.info("webmail: draft saved", { account: account.name, size: data.length });
+    return { id: copy.messageId, mailboxId: copy.mailboxId, size: data.length };
+  }
+
+  /**
+   * A draft back in the compose form: its fields as typed, its text, and
+   * its attachments as fresh uploads of this session (so a later save or
+   * send treats them like any other).
+   */
+  private async openDraft(ctx: RequestContext, account: Account, id: number) {
+    const m = this.draftMessage(account.id, id);
+    const data = await this.c.store.readMessage({ accountId: account.id, id: m.id });
+    const root = await this.structure(account.id, m.id);
+    const view = messageView(data, root);
+    const { headers } = parseHeaderSection(data);
+    const raw = (n: string) =>
+      headers
+        .filter((h) => h.name.toLowerCase() === n)
+        .map((h) => h.value)
+        .join(", ");
+    const addrs = (n: string) =>
+      parseAddressList(raw(n).replace(/[\r\n]+/g, " "))
+        .flatMap((e) => (e.address ? [mailboxText({ name: e.name, address: e.address })] : []))
+        .join(", ");
+    const fromEntry = parseAddressList(raw("from").replace(/[\r\n]+/g, " "))[0];
+    const token = this.sessionToken(ctx);
+    const attachments: { id: string; name: string; type: string; size: number }[] = [];
+    for (const a of view.attachments) {
+      if (a.inline) continue;
+      const path = parsePath(a.path);
+      const part = path ? partContent(data, root, path) : null;
+      if (!part) continue;
+      const u = await this.uploads.adopt(account.id, token, a.name, a.type, part.bytes);
+      attachments.push({ id: u.id, name: u.name, type: u.type, size: u.size });
+    }
+    return {
+      draftId: m.id,
+      from: fromEntry?.address ? formatAddress(fromEntry.address) : "",
+      to: addrs("to"),
+      cc: addrs("cc"),
+      bcc: addrs("bcc"),
+      subject: view.headers.subject,
+      text: (view.text ?? "").replace(/\r\n/g, "\n"),
+      replyToId: null,
+      attachments,
+    };
+  }
+
+  /**
+   * Junk / Not junk (junk/move-training.ts step 4): the keywords as IMAP
+   * STORE sets them (and trains), then the move as IMAP MOVE does it (into
+   * Junk; out of Junk into the Inbox; a message judged not junk elsewhere
+   * stays where it is).
+   */
+  private async judge(ctx: RequestContext, accountId: number, ids: readonly number[], junk: boolean) {
+    const junkBox = this.c.store.getMailbox(accountId, "\\Junk");
+    const inbox = this.c.store.getMailbox(accountId, "\\Inbox");
+    const byMailbox = new Map<number, { ids: number[]; uids: number[] }>();
+    for (const id of ids) {
+      const m = this.message(accountId, id);
+      const e = byMailbox.get(m.mailboxId) ?? { ids: [], uids: [] };
+      e.ids.push(id);
+      e.uids.push(m.uid);
+      byMailbox.set(m.mailboxId, e);
+    }
+    let moved = 0;
+    for (const [mbId, e] of byMailbox) {
+      await setJunkVerdict(this.training(ctx), accountId, mbId, e.uids, junk);
+      const target = junk ? junkBox : junkBox && mbId === junkBox.id ? inbox : null;
+      if (target && target.id !== mbId) moved += await this.moveMessages(ctx, accountId, e.ids, target);
+    }
+    return { moved, to: junk ? (junkBox?.id ?? null) : (inbox?.id ?? null) };
   }
 
   /** Reply / reply all / forward: the compose form's initial values. */
@@ -447,16 +676,18 @@ export class Webmail {
       const fwd = `\n\n---------- Forwarded message ----------\nFrom: ${h.from}\nDate: ${h.date}\nSubject: ${h.subject}\nTo: ${h.to}\n\n${quotableText(data, root, view)}`;
       return { to: "", cc: "", subject: forwardSubject(h.subject), text: fwd, replyToId: null };
     }
+    // The fields as they stand in the message (display names decoded by the address parser, never re-split).
+    const { headers } = parseHeaderSection(data);
+    const raw = (n: string) =>
+      headers
+        .filter((x) => x.name.toLowerCase() === n)
+        .map((x) => x.value)
+        .join(", ");
     const own = new Set(this.c.store.accountAddresses(account.id).map((a) => a.toLowerCase()));
-    const notOwn = (v: string) =>
-      parseAddressList(v)
-        .filter((e) => e.address && !own.has(formatAddress(e.address).toLowerCase()))
-        .map((e) => (e.name ? `${e.name} <${formatAddress(e.address!)}>` : formatAddress(e.address!)));
-    const to = h.replyTo || h.from;
-    let toList = notOwn(to);
-    if (toList.length === 0) toList = parseAddressList(to).filter((e) => e.address).map((e) => formatAddress(e.address!));
-    const cc = mode === "replyAll" ? [...notOwn(h.to), ...notOwn(h.cc)].filter((x) => !toList.includes(x)) : [];
-    return { to: toList.join(", "), cc: cc.join(", "), subject: replySubject(h.subject), text: quoted, replyToId: id };
+    own.add(account.name.toLowerCase());
+    const isOwn = (a: NamedAddress["address"]) => own.has(formatAddress(a).toLowerCase()) || this.c.store.mayUseFromAddress(account.id, a.localPart, a.domain);
+    const r = replyRecipients({ from: raw("from"), to: raw("to"), cc: raw("cc"), replyTo: raw("reply-to") }, isOwn, mode === "replyAll" ? "replyAll" : "reply");
+    return { to: r.to.map(mailboxText).join(", "), cc: r.cc.map(mailboxText).join(", "), subject: replySubject(h.subject), text: quoted, replyToId: id };
   }
 
   /** The API methods, merged into the account area's (server.ts). */
@@ -491,6 +722,8 @@ export class Webmail {
           if (params["seen"] !== undefined) changes.push([FLAG_SEEN, bool(params, "seen")]);
           if (params["flagged"] !== undefined) changes.push([FLAG_FLAGGED, bool(params, "flagged")]);
           if (changes.length === 0) throw new ApiError("user:error", "nothing to change: give seen and/or flagged");
+          // All ids are the account's, or nothing changes (no partial update before a 404).
+          for (const id of ids) this.message(a.id, id);
           for (const id of ids) {
             for (const [bit, on] of changes) this.setBits(a.id, this.message(a.id, id), bit, on);
           }
@@ -550,6 +783,23 @@ export class Webmail {
         },
       },
       send: { handler: ({ session, params, ctx }) => this.send(ctx, acc(session), params) },
+      saveDraft: { handler: ({ session, params, ctx }) => this.saveDraft(ctx, acc(session), params) },
+      openDraft: { handler: ({ session, params, ctx }) => this.openDraft(ctx, acc(session), int(params, "id", { min: 1 })) },
+      deleteDraft: {
+        handler: async ({ session, params }) => {
+          const a = acc(session);
+          await this.expungeOne(a.id, this.draftMessage(a.id, int(params, "id", { min: 1 })));
+          return { deleted: 1 };
+        },
+      },
+      junk: { handler: ({ session, params, ctx }) => this.judge(ctx, acc(session).id, this.ids(params), bool(params, "junk")) },
+      discardUploads: {
+        handler: async ({ session, params, ctx }) => {
+          const ups = this.uploadsParam(ctx, acc(session).id, params);
+          await this.uploads.remove(ups.map((u) => u.id));
+          return { discarded: ups.length };
+        },
+      },
       fromAddresses: { handler: ({ session }) => c.store.accountAddresses(acc(session).id) },
     };
   }
@@ -656,6 +906,18 @@ export class Webmail {
       return apiErrorResponse(toApiError(e, ctx));
     }
     const token = parseCookies(ctx.req.headers.get("cookie")).get(ACCOUNT_AREA.cookie) ?? "";
+    const open = this.eventStreams.get(token) ?? 0;
+    // RFC 6585 §4: too many streams for this session; the EventSource retries later by itself.
+    if (open >= MAX_EVENT_STREAMS_PER_SESSION) return apiErrorResponse(new ApiError("user:error", "too many open event streams for this session", 429, { "Retry-After": "30" }));
+    this.eventStreams.set(token, open + 1);
+    let counted = true;
+    const uncount = () => {
+      if (!counted) return;
+      counted = false;
+      const n = (this.eventStreams.get(token) ?? 1) - 1;
+      if (n <= 0) this.eventStreams.delete(token);
+      else this.eventStreams.set(token, n);
+    };
     const enc = new TextEncoder();
     let cleanup = () => {};
     const stream = new ReadableStream<Uint8Array>({
@@ -666,6 +928,7 @@ export class Webmail {
         cleanup = () => {
           if (done) return;
           done = true;
+          uncount();
           unsubscribe();
           if (timer) clearInterval(timer);
           try {
@@ -707,6 +970,31 @@ export class Webmail {
     r.get(`${WEBMAIL_PREFIX}msg/:id/raw`, (ctx) => this.download(ctx, true));
     r.get(`${WEBMAIL_PREFIX}msg/:id/part/:path`, (ctx) => this.download(ctx, false));
     r.get(`${WEBMAIL_PREFIX}events`, (ctx) => this.events(ctx));
+    r.post(`${WEBMAIL_PREFIX}upload`, (ctx) => this.upload(ctx));
+  }
+
+  /**
+   * `POST /account/webmail/upload?name=<file name>`: the body is the file
+   * (webmail-upload.ts). The session cookie and the CSRF header as for API
+   * calls (a cross-site form could post a body, never set the header).
+   */
+  private async upload(ctx: RequestContext): Promise<Response> {
+    try {
+      checkOrigin(ctx);
+      const s = this.c.sessions.authenticate(ctx, ACCOUNT_AREA, ctx.req.headers.get(CSRF_HEADER));
+      const a = accountOf(this.c, s.accountId);
+      const name = ctx.url.searchParams.get("name") ?? "";
+      const type = (ctx.req.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+      const lenHeader = ctx.req.headers.get("content-length");
+      const len = lenHeader !== null && /^\d+$/.test(lenHeader) ? Number(lenHeader) : null;
+      const u = await this.uploads.receive(a, this.sessionToken(ctx), name, type, ctx.req.body, len);
+      ctx.log.info("webmail: attachment uploaded", { account: a.name, size: u.size });
+      // The request's chunks are garbage now; on a small device, give their memory back before the message is built.
+      if (u.size >= LARGE_UPLOAD) Bun.gc(true);
+      return jsonResponse({ id: u.id, name: u.name, type: u.type, size: u.size });
+    } catch (e) {
+      return apiErrorResponse(toApiError(e, ctx));
+    }
   }
 }
 

@@ -90,7 +90,8 @@ function walk(root: MimePart): Walked {
       if (p.contentType.subtype === "html" && !out.html) return void (out.html = { part: p, path });
     }
     const encoded = p.bodyEnd - p.bodyStart;
-    const size = p.encoding === "base64" ? Math.floor((encoded * 3) / 4) : encoded;
+    // base64: 3 octets per 4 characters, less the CRLF after each line of (at most, usually) 76 (RFC 2045 §6.8).
+    const size = p.encoding === "base64" ? Math.floor((encoded * 76 * 3) / (78 * 4)) : encoded;
     const cid = contentIdOf(p);
     const name = partName(p) || (p.contentType.type === "message" ? "message.eml" : `part-${pathString(path)}`);
     out.attachments.push({ path: pathString(path), name, type, size, contentId: cid, inline: disp === "inline" && cid !== null });
