@@ -3,8 +3,9 @@
 # firmware/README.md explains the scheme; test/system/sim-device.ts
 # bootScript() is this file line by line, and the power-cut tests run it.
 #
-#   BOOT_ORDER   slots to try, preferred first ("A B", "B A", "A")
-#   BOOT_x_LEFT  boot attempts left for slot x
+#   BOOT_ORDER     slots to try, preferred first ("A B", "B A", "A")
+#   BOOT_x_LEFT    boot attempts left for slot x
+#   LB_MACHINE_ID  this device's machine id, passed to systemd (set by Linux)
 #
 # Take the first slot in BOOT_ORDER with tries left, decrement its counter,
 # save the environment, boot it. Userspace (letterbox update commit, after the
@@ -22,10 +23,10 @@ if test "${board}" = "qemu-arm"; then
   # A missing or torn file (CRC) leaves the variables unset: the defaults below apply.
   # (Staged at kernel_addr_r: scriptaddr holds this script, and the kernel comes later.)
   if load ${devtype} ${devnum}:1 ${kernel_addr_r} uboot.env; then
-    env import -c ${kernel_addr_r} 0x4000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
+    env import -c ${kernel_addr_r} 0x4000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LB_MACHINE_ID
   fi
   setenv lb_console "console=ttyAMA0,115200"
-  setenv lb_saveenv 'env export -c -s 0x4000 ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT lb_console; fatwrite ${devtype} ${devnum}:1 ${kernel_addr_r} uboot.env 0x4000'
+  setenv lb_saveenv 'env export -c -s 0x4000 ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LB_MACHINE_ID lb_console; fatwrite ${devtype} ${devnum}:1 ${kernel_addr_r} uboot.env 0x4000'
 else
   setenv lb_saveenv saveenv
 fi
@@ -83,7 +84,17 @@ elif test -n "${fdt_addr}"; then
 else
   setenv lb_fdt ${fdtcontroladdr}
 fi
-setenv bootargs "${lb_console} root=PARTUUID=${lb_rootuuid} ro rootfstype=ext4 rootwait panic=10 letterbox.slot=${lb_slot}"
+# The machine id: /etc/machine-id is empty on the read-only root, so systemd
+# takes the id from the kernel command line (machine-id(5)). LB_MACHINE_ID is
+# saved by letterbox-machine-id.service on the first boot; until then (or
+# after U-Boot had to reset a torn environment) this boot is the first boot
+# (ConditionFirstBoot=yes), and systemd makes a new id that the service saves.
+if test -n "${LB_MACHINE_ID}"; then
+  setenv lb_machine "systemd.machine_id=${LB_MACHINE_ID}"
+else
+  setenv lb_machine "systemd.condition_first_boot=true"
+fi
+setenv bootargs "${lb_console} root=PARTUUID=${lb_rootuuid} ro rootfstype=ext4 rootwait panic=10 letterbox.slot=${lb_slot} ${lb_machine}"
 echo "letterbox: booting slot ${lb_slot} (boot ${devtype} ${devnum}:${lb_bootpart}, root PARTUUID=${lb_rootuuid})"
 # Image is the uncompressed arm64 kernel (image build: zcat vmlinuz > Image),
 # so booti needs no kernel_comp_addr_r.

@@ -6,6 +6,7 @@
 import type { ApiClient } from "./api.ts";
 import { actionForm, errText } from "./admin.ts";
 import { field, formatBytes, h, type Child } from "./dom.ts";
+import { sshBlock } from "./admin-ssh.ts";
 
 interface QueueRecipient {
   id: number;
@@ -348,5 +349,6 @@ export async function renderSystem(api: ApiClient): Promise<Child> {
       h("form", { method: "post", action: "/admin/form/backup", id: "backup-form" }, h("input", { type: "hidden", name: "csrf", value: csrf }), h("button", { type: "submit" }, "Download backup")),
     ),
     h("section", { class: "card" }, h("h2", {}, "Outgoing mail"), smarthostForm(api)),
+    await sshBlock(api),
   );
 }

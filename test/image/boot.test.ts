@@ -10,6 +10,15 @@
  *    key whose public half the test image trusts, is read by the guest from a
  *    second disk (`letterbox update apply /mnt/good.bundle`), armed, rebooted
  *    into: slot B boots and the health check commits it.
+ *    SSH: a key added through the panel's API (admin session + CSRF) starts
+ *    sshd and opens TCP 22 (root logs in with it; the host key is the one the
+ *    panel shows); after the update's reboot the host key is the same; the
+ *    key removed, sshd stops and the port closes.
+ *    The console greeting: the serial getty shows http://letterbox.local/ and
+ *    the guest's IP (the HDMI console's issue file, app/src/system/console.ts).
+ *    The machine id: the first boot is the first boot (ConditionFirstBoot),
+ *    its id is saved in the U-Boot environment, and the boot after the update
+ *    has the same id and is not a first boot.
  * 4. A broken update (a root image that does not mount) is applied to slot A:
  *    the trial boot fails (initramfs panic, panic=10 reboots), its one try is
  *    spent, U-Boot boots slot B again, and the update is recorded as rolled back.
@@ -24,6 +33,9 @@ import { join } from "node:path";
 import { connect } from "node:net";
 import { tmpDir } from "../helpers/tmp.ts";
 import { startVm, type Vm } from "./qemu-vm.ts";
+import { Client } from "../web/harness.ts";
+import { parseSshPublicKey } from "../../app/src/system/ssh-keys.ts";
+import type { SshView } from "../../app/src/web/ssh-api.ts";
 
 const DIR = process.env.LETTERBOX_BOOT_TEST_DIR ?? "";
 const enabled = DIR !== "" && existsSync(join(DIR, "image.img"));
@@ -129,7 +141,54 @@ async function ready(v: Vm, from: number): Promise<void> {
   }
 }
 
-test.skipIf(!enabled)("image boots, serves SMTP and HTTP, commits an update and rolls back a broken one", async () => {
+/** Runs ssh (or ssh-keyscan) on the host; never waits more than `secs`. */
+async function hostRun(argv: string[], secs: number): Promise<{ code: number; out: string; err: string }> {
+  const p = Bun.spawn(["timeout", String(secs), ...argv], { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out, err };
+}
+
+function sshArgs(key: string, port: number, cmd: string): string[] {
+  return ["ssh", "-i", key, "-p", String(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "root@127.0.0.1", cmd];
+}
+
+/** Retries `ssh root@… cmd` until it succeeds (sshd starting under TCG takes a while). */
+async function sshUntilOk(key: string, port: number, cmd: string, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await hostRun(sshArgs(key, port, cmd), 60);
+    if (r.code === 0) return r.out;
+    if (Date.now() > deadline) throw new Error(`ssh ${cmd} never succeeded: exit ${r.code}: ${r.err}`);
+    await Bun.sleep(3000);
+  }
+}
+
+/** The guest's host key fingerprints as a client sees them (ssh-keyscan, sorted). */
+async function scannedHostKeys(port: number): Promise<string[]> {
+  const r = await hostRun(["ssh-keyscan", "-T", "20", "-p", String(port), "-t", "ed25519,ecdsa", "127.0.0.1"], 60);
+  const fps = r.out.split("\n").filter((l) => /^\S+ (ssh-ed25519|ecdsa-sha2-nistp256) /.test(l)).map((l) => parseSshPublicKey(l.slice(l.indexOf(" ") + 1)).fingerprint);
+  return fps.sort();
+}
+
+/** Polls a guest shell command until its trimmed output satisfies `ok`. */
+async function until(v: Vm, cmd: string, ok: (out: string) => boolean, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = await v.run(cmd);
+    if (ok(r.out.trim())) return r.out.trim();
+    if (Date.now() > deadline) throw new Error(`${cmd}: still ${JSON.stringify(r.out.trim())}`);
+    await Bun.sleep(2000);
+  }
+}
+
+/** Whether the current boot is a first boot for systemd (ConditionFirstBoot=yes holds). */
+async function firstBoot(v: Vm): Promise<boolean> {
+  const r = await v.run("systemd-analyze condition ConditionFirstBoot=yes >/dev/null 2>&1");
+  return r.code === 0;
+}
+
+test.skipIf(!enabled)("image boots, serves SMTP and HTTP, greets on the console, keeps its machine id, turns SSH on and off from the panel, commits an update and rolls back a broken one", async () => {
   const t = tmp!.path;
   const version = readFileSync(join(DIR, "version"), "utf8").trim();
   const [maj, min, patch] = version.split(".").map(Number) as [number, number, number];
@@ -152,6 +211,7 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, commits an update and 
   await Bun.write(join(t, "good.bundle"), "");
   await Bun.write(join(t, "broken.bundle"), "");
 
+  let mark = 0;
   const started = Date.now();
   vm = await startVm({ image: join(DIR, "image.img"), dir: t, disks: [bundles] });
 
@@ -178,6 +238,50 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, commits an update and 
   expect(adv.out).toContain("letterbox-setup.service");
   expect(adv.out.trim().split("\n").at(-1)).toBe("0");
 
+  // The machine id: this is the first boot (boot.scr passed systemd.condition_first_boot=true,
+  // no LB_MACHINE_ID yet), and letterbox-machine-id.service saved this boot's id for the next.
+  const id1 = (await vm.run("cat /etc/machine-id")).out.trim();
+  expect(id1).toMatch(/^[0-9a-f]{32}$/);
+  expect(await firstBoot(vm)).toBe(true);
+  expect((await vm.run("cat /proc/cmdline")).out).toContain("systemd.condition_first_boot=true");
+  expect(await until(vm, "fw_printenv -n LB_MACHINE_ID 2>&1", (o) => /^[0-9a-f]{32}$/.test(o), 120_000)).toBe(id1);
+
+  // The console greeting on the serial getty (the same issue files as the HDMI console):
+  // log out, and agetty prints /run/issue.d/letterbox.issue before the next (automatic) login.
+  mark = vm.output().length;
+  vm.type("exit");
+  await vm.waitFor(/http:\/\/letterbox\.local\//, 120_000, mark);
+  await vm.waitFor(/http:\/\/10\.0\.2\.15\//, 10_000, mark);
+  const relogin = await vm.waitFor(/letterbox login: root \(automatic login\)/, 60_000, mark);
+  await vm.waitFor(/root@letterbox:~# /, 120_000, relogin.end);
+  await vm.run("export SYSTEMD_PAGER= SYSTEMD_COLORS=0 TERM=dumb");
+
+  // SSH: off, until a key is added in the panel (admin session + CSRF, as the browser does).
+  expect((await vm.run("systemctl is-active ssh.service")).out.trim()).toBe("inactive");
+  expect((await vm.run("systemctl is-enabled ssh.service ssh.socket 2>&1 | sort -u")).out.trim()).toBe("disabled");
+  expect((await vm.run("ls /etc/ssh/ | grep -c ssh_host_ || true")).out.trim()).toBe("0");
+  const sshKey = join(t, "id_ed25519");
+  await sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "boot-test", "-f", sshKey]);
+  const panel = new Client(`http://127.0.0.1:${vm.httpPort}`, { host: "letterbox.local" });
+  const setup = await panel.api("/setup/", "setAdminPassword", { password: "boot test admin password" });
+  expect(setup.status).toBe(200);
+  const csrf = setup.body.csrf as string;
+  const added = await panel.api<SshView>("/admin/", "sshKeyAdd", { key: readFileSync(`${sshKey}.pub`, "utf8") }, { csrf });
+  expect(added.status).toBe(200);
+  expect(added.body.keys.map((k) => k.comment)).toEqual(["boot-test"]);
+  expect((await sshUntilOk(sshKey, vm.sshPort, "id -un; systemctl is-active ssh.service", 5 * 60_000)).split("\n").slice(0, 2)).toEqual(["root", "active"]);
+  // The host keys the panel shows are those sshd presents, and they live on the data partition.
+  const shown = await panel.api<SshView>("/admin/", "sshKeys", {}, { csrf });
+  expect(shown.body.sshd?.state).toBe("running");
+  const hostKeys = shown.body.sshd!.hostKeys.map((k) => k.fingerprint).sort();
+  expect(hostKeys).toHaveLength(2);
+  expect(await scannedHostKeys(vm.sshPort)).toEqual(hostKeys);
+  // Keys only: a password login is not even offered.
+  const pw = await hostRun(["ssh", "-p", String(vm.sshPort), "-o", "BatchMode=yes", "-o", "PreferredAuthentications=password,keyboard-interactive",
+    "-o", "PubkeyAuthentication=no", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "root@127.0.0.1", "true"], 60);
+  expect(pw.code).toBe(255);
+  expect(pw.err).toContain("Permission denied (publickey)");
+
   await healthDone(vm);
   let st = await status(vm);
   expect(st.booted).toBe("A");
@@ -191,7 +295,7 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, commits an update and 
   st = await status(vm);
   expect(st.boot.order).toEqual(["B", "A"]);
   expect(st.boot.left.B).toBe(1);
-  let mark = vm.output().length;
+  mark = vm.output().length;
   vm.type("systemctl reboot");
   const b = await vm.waitFor(/letterbox: booting slot B/, BOOT_MS, mark);
   await ready(vm, b.end);
@@ -203,6 +307,24 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, commits an update and 
   expect(st.boot.order[0]).toBe("B");
   expect(st.boot.left.B).toBe(3);
   expect(st.counter).toBe(1);
+
+  // The same machine id after the reboot (passed by boot.scr), and not a first boot.
+  expect((await vm.run("cat /etc/machine-id")).out.trim()).toBe(id1);
+  expect((await vm.run("cat /proc/cmdline")).out).toContain(`systemd.machine_id=${id1}`);
+  expect(await firstBoot(vm)).toBe(false);
+
+  // SSH came back with the new root (the key is on the data partition) and the same host keys.
+  expect((await sshUntilOk(sshKey, vm.sshPort, "cat /proc/cmdline", 5 * 60_000))).toContain("letterbox.slot=B");
+  expect(await scannedHostKeys(vm.sshPort)).toEqual(hostKeys);
+  // The key removed in the panel: sshd stops and TCP 22 closes.
+  const relog = new Client(`http://127.0.0.1:${vm.httpPort}`, { host: "letterbox.local" });
+  const csrf2 = await relog.login("/admin/", "boot test admin password");
+  const removed = await relog.api<SshView>("/admin/", "sshKeyRemove", { fingerprint: added.body.keys[0]!.fingerprint }, { csrf: csrf2 });
+  expect(removed.status).toBe(200);
+  expect(removed.body.keys).toEqual([]);
+  await until(vm, "systemctl is-active ssh.service", (o) => o === "inactive", 120_000);
+  expect((await vm.run("nft list chain inet filter ssh")).out).not.toContain("dport 22");
+  expect((await hostRun(sshArgs(sshKey, vm.sshPort, "true"), 30)).code).not.toBe(0);
 
   // 4. A broken update into slot A: its trial does not come up, the next boot is slot B again.
   expect((await vm.run("mount -o ro /dev/vdb /mnt")).code).toBe(0);

@@ -9,7 +9,7 @@
  *    stays untouched.
  * 2. Networking is qemu's user mode with `restrict=on`: the guest reaches
  *    nothing outside. Only explicit forwards exist: host 127.0.0.1 ports to the
- *    guest's SMTP (25) and HTTP (80). Files for the guest (update bundles)
+ *    guest's SMTP (25), HTTP (80) and SSH (22). Files for the guest (update bundles)
  *    come on extra read-only virtio disks (/dev/vdb, …): a bundle of about
  *    900 MB through a slirp `guestfwd` command was cut off (ECONNRESET)
  *    after some 130 MB.
@@ -37,6 +37,8 @@ export interface VmOptions {
 export interface Vm {
   smtpPort: number;
   httpPort: number;
+  /** Host port forwarded to the guest's SSH (22), closed there unless the panel has a key. */
+  sshPort: number;
   consoleLog: string;
   /** Everything the console printed so far (since start). */
   output(): string;
@@ -54,9 +56,10 @@ export const UBOOT_QEMU = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 export async function startVm(opts: VmOptions): Promise<Vm> {
   const smtpPort = await freePort();
   const httpPort = await freePort();
+  const sshPort = await freePort();
   const sock = join(opts.dir, "console.sock");
   const consoleLog = join(opts.dir, "console.log");
-  const fwds = [`hostfwd=tcp:127.0.0.1:${smtpPort}-:25`, `hostfwd=tcp:127.0.0.1:${httpPort}-:80`];
+  const fwds = [`hostfwd=tcp:127.0.0.1:${smtpPort}-:25`, `hostfwd=tcp:127.0.0.1:${httpPort}-:80`, `hostfwd=tcp:127.0.0.1:${sshPort}-:22`];
   const args = [
     "-M", "virt", "-cpu", "cortex-a72", "-m", String(opts.memoryMiB ?? 1024), "-smp", String(opts.cpus ?? 2),
     "-bios", UBOOT_QEMU,
@@ -124,6 +127,7 @@ export async function startVm(opts: VmOptions): Promise<Vm> {
   const vm: Vm = {
     smtpPort,
     httpPort,
+    sshPort,
     consoleLog,
     output: () => text,
     waitFor(re, timeoutMs, from = 0) {

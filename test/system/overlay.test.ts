@@ -27,7 +27,7 @@ function skip(tool: string, pkg: string): boolean {
   return true;
 }
 
-const UNITS = readdirSync(join(OVERLAY, "etc/systemd/system")).filter((n) => /\.(service|timer)$/.test(n));
+const UNITS = readdirSync(join(OVERLAY, "etc/systemd/system")).filter((n) => /\.(service|timer|path)$/.test(n));
 
 /** A root with the overlay, the host's systemd units, and placeholder programs at the ExecStart paths. */
 function verifyRoot(): string {
@@ -177,4 +177,48 @@ test("the default letterbox.toml is a valid config", async () => {
   const c = await loadConfig(file);
   expect(c.listeners[0]!.smtp?.port).toBe(25);
   expect(c.dns?.servers[0]).toEqual({ host: "127.0.0.1", port: 53 });
+});
+
+test("console greeting: the HDMI and serial gettys read /run/issue.d, which the mail server may write", () => {
+  const issueFiles = "--issue-file /etc/issue:/etc/issue.d:/run/issue.d";
+  for (const f of ["getty@tty1.service.d/letterbox-issue.conf", "serial-getty@.service.d/letterbox-issue.conf"]) {
+    const conf = readFileSync(join(OVERLAY, "etc/systemd/system", f), "utf8");
+    // ExecStart= is reset before it is set again (a drop-in cannot add a second ExecStart).
+    expect(conf).toMatch(new RegExp(`^ExecStart=\n^ExecStart=-/sbin/agetty .*${issueFiles.replace(/[/.]/g, "\\$&")} `, "m"));
+  }
+  const unit = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox.service"), "utf8");
+  expect(unit.split("\n")).toContain("ReadWritePaths=-/run/issue.d -/run/agetty.reload");
+  const tmpfiles = readFileSync(join(OVERLAY, "etc/tmpfiles.d/letterbox.conf"), "utf8");
+  expect(tmpfiles).toMatch(/^d \/run\/issue\.d +0755 letterbox letterbox -$/m);
+  expect(tmpfiles).toMatch(/^f \/run\/agetty\.reload +0644 letterbox letterbox -$/m);
+});
+
+test("SSH: keys only, root-owned key file and host keys on /data; the path unit watches the panel's file", () => {
+  const conf = readFileSync(join(OVERLAY, "etc/ssh/sshd_config.d/letterbox.conf"), "utf8");
+  const lines = conf.split("\n").filter((l) => l && !l.startsWith("#"));
+  for (const l of ["PasswordAuthentication no", "KbdInteractiveAuthentication no", "AuthenticationMethods publickey", "PermitRootLogin prohibit-password", "AuthorizedKeysFile /data/ssh/authorized_keys", "HostKey /data/ssh/ssh_host_ed25519_key"])
+    expect(lines).toContain(l);
+  const path = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox-ssh.path"), "utf8");
+  expect(path).toMatch(/^PathChanged=\/data\/letterbox\/ssh\/authorized_keys$/m);
+  expect(path).toMatch(/^Unit=letterbox-ssh\.service$/m);
+  const svc = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox-ssh.service"), "utf8");
+  expect(svc).toMatch(/^ExecStart=\/usr\/lib\/letterbox\/ssh-apply$/m);
+  // The firewall has the (empty) chain ssh-apply fills, jumped to from input.
+  const nft = readFileSync(join(OVERLAY, "etc/nftables.conf"), "utf8");
+  expect(nft).toMatch(/chain ssh \{\s*\}/);
+  expect(nft).toMatch(/^\s*jump ssh$/m);
+});
+
+test("machine id: boot.cmd passes LB_MACHINE_ID, or marks the first boot; under qemu the variable is loaded and saved", () => {
+  const cmd = readFileSync(join(FIRMWARE, "boot.cmd"), "utf8");
+  expect(cmd).toContain('setenv lb_machine "systemd.machine_id=${LB_MACHINE_ID}"');
+  expect(cmd).toContain('setenv lb_machine "systemd.condition_first_boot=true"');
+  expect(cmd).toMatch(/setenv bootargs ".* \$\{lb_machine\}"/);
+  expect(cmd).toMatch(/env import -c .* LB_MACHINE_ID\n/);
+  expect(cmd).toMatch(/env export -c .* LB_MACHINE_ID lb_console;/);
+  // The factory environment has no id: every card makes its own.
+  expect(readFileSync(join(FIRMWARE, "uboot-env.txt"), "utf8")).not.toContain("LB_MACHINE_ID");
+  const unit = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox-machine-id.service"), "utf8");
+  expect(unit).toMatch(/^ConditionKernelCommandLine=!systemd\.machine_id$/m);
+  expect(unit).toMatch(/^Before=letterbox-health\.service letterbox\.service$/m);
 });

@@ -269,6 +269,16 @@ test("operations pages: queue, hold rules, suppressions, TLS, logs, system with 
   const list = Bun.spawnSync(["tar", "-tf", tarPath]);
   expect(list.exitCode).toBe(0);
   expect(list.stdout.toString()).toContain("./index.db");
+  // SSH: add a key made by ssh-keygen, see it listed with its fingerprint, remove it.
+  const sshKey = join(profile.path, "id_ed25519");
+  expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "browser@test", "-f", sshKey]).exitCode).toBe(0);
+  await page.fill('#ssh-key-form textarea[name="key"]', readFileSync(`${sshKey}.pub`, "utf8"));
+  await page.click('#ssh-key-form button[type="submit"]');
+  await page.waitForSelector("#ssh-keys li:has-text('browser@test')");
+  expect(await page.textContent("#ssh-keys")).toMatch(/256 SHA256:\S{43} browser@test \(ED25519\)/);
+  await shot("12-ssh");
+  await page.click("#ssh-keys li button");
+  await page.waitForSelector("#ssh:has-text('No keys.')");
   expect(cspViolations).toEqual([]);
 }, 120_000);
 

@@ -29,6 +29,7 @@ import { setupAllowed, setupApi, syncAdvert } from "./setup.ts";
 import { adminOpsApi } from "./admin-ops-api.ts";
 import { reportsApi } from "./reports-api.ts";
 import { routerApi } from "./router-api.ts";
+import { sshApi } from "./ssh-api.ts";
 import { Webmail } from "./webmail-api.ts";
 import type { SubmissionQueue } from "../queue/types.ts";
 import type { JunkFilter } from "../junk/filter.ts";
@@ -169,7 +170,7 @@ export class WebApp {
     const webmail = new Webmail(c, { queue: this.opts.submissionQueue ?? null, junk: this.opts.junk ?? null });
     webmail.register(r);
     for (const [area, methods, name] of [
-      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c) }, "admin"],
+      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c), ...sshApi(c) }, "admin"],
       [ACCOUNT_AREA, { ...webmail.api(), ...accountApi(c) }, "account"],
     ] as const) {
       r.get(area.path.slice(0, -1), () => redirect(area.path));
