@@ -15,6 +15,11 @@
  *   `unmap` {internalPort, protocol?}.
  * - `{ op: "map-router-ports", listener, lifetime?, runs? }`: mapRouterPorts
  *   with nothing overridden but the config (run `runs` times, default 1).
+ * - `{ op: "panel", listener, mapping? }`: the panel as on the device
+ *   (startWebServers with a RouterPortMapper on the real gateway, options
+ *   `mapping` added), logged in as admin over HTTP on 127.0.0.1 of this
+ *   namespace; calls mapRouterPorts, then reads routerPorts every 50 ms and
+ *   prints `REPORT <json>` each time the report changes, until stdin closes.
  * It prints one line `RESULT <json>`; every call's outcome is
  * `{ ok: value }` or `{ error: {name, message, code?, resultCode?} }`.
  */
@@ -22,7 +27,13 @@ import { DEFAULT_LIMITS, type Config, type Listener } from "../../app/src/config
 import { Logger } from "../../app/src/log/index.ts";
 import { NatPmpClient, NatPmpRefused, readDefaultGateway } from "../../app/src/natpmp/index.ts";
 import { discoverIgd, IgdClient, loadIgd, UpnpError, type WanService } from "../../app/src/upnp/index.ts";
-import { lanAddressFor, mapRouterPorts } from "../../app/src/web/port-mapping.ts";
+import { lanAddressFor, mapRouterPorts, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
+import { openStore } from "../../app/src/store/index.ts";
+import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
+import { startWebServers } from "../../app/src/web/server.ts";
+import { tmpDir } from "../helpers/tmp.ts";
+import { Client, fakeChecks, noDns } from "../web/harness.ts";
+import { join } from "node:path";
 
 type Call = { action: string } & Record<string, unknown>;
 type Outcome = { ok: unknown } | { error: { name: string; message: string; code?: number | null; resultCode?: number } };
@@ -115,10 +126,76 @@ async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?
   return reports;
 }
 
+/** The panel with its mapper until stdin closes (see the module comment). */
+async function panel(o: { listener: Omit<Listener, "name" | "ips">; mapping?: PortMappingOptions }): Promise<unknown> {
+  const dir = tmpDir("device-panel");
+  const log = new Logger({ room: "web" });
+  const store = await openStore(dir.path, { log });
+  try {
+    const tls = await loadOrCreateSelfSigned(join(dir.path, "tls"), ["localhost"]);
+    const config: Config = {
+      file: null,
+      hostname: "mail.example.org",
+      dataDir: dir.path,
+      logLevel: "info",
+      tls: { certFile: tls.certFile, keyFile: tls.keyFile },
+      // The panel itself on loopback ports of this namespace; the mail ports are only mapped (nothing listens on them here).
+      listeners: [{ name: "public", ips: ["127.0.0.1"], ...o.listener, http: { port: 0 }, https: { port: 0 } }],
+      limits: DEFAULT_LIMITS,
+      catchallSeparator: "",
+      localserve: false,
+    };
+    const web = await startWebServers({
+      config,
+      store,
+      tls: { certPem: tls.certPem, keyPem: tls.keyPem },
+      log,
+      checks: fakeChecks(),
+      dnsLookup: noDns,
+      deviceName: "letterbox",
+      advertiser: null,
+      // As on the device: the real gateway, SSDP group and announcement group.
+      portMapping: o.mapping ?? {},
+      resolvConf: join(dir.path, "no-resolv.conf"),
+    });
+    try {
+      const http = web.addresses.find((a) => a.kind === "http")!;
+      const c = new Client(`http://127.0.0.1:${http.port}`);
+      const csrf = (await c.api("/setup/", "setAdminPassword", { password: "device panel pw" })).body.csrf as string;
+      const first = await c.api("/admin/", "mapRouterPorts", {}, { csrf });
+      let shown = JSON.stringify(first.body.report);
+      process.stdout.write(`REPORT ${shown}\n`);
+      let open = true;
+      void (async () => {
+        for await (const _ of Bun.stdin.stream()) {
+          // input is ignored; the end of it stops the loop
+        }
+        open = false;
+      })();
+      while (open) {
+        await Bun.sleep(50);
+        const r = await c.api("/admin/", "routerPorts", {}, { csrf });
+        const text = JSON.stringify(r.body.report);
+        if (text !== shown) {
+          shown = text;
+          process.stdout.write(`REPORT ${text}\n`);
+        }
+      }
+      return { stopped: true };
+    } finally {
+      await web.close();
+    }
+  } finally {
+    await store.close();
+    dir.cleanup();
+  }
+}
+
 const op = JSON.parse(process.argv[2] ?? "{}") as { op?: string } & Record<string, unknown>;
 let result: unknown;
 if (op.op === "upnp") result = await upnp(op as unknown as Parameters<typeof upnp>[0]);
 else if (op.op === "natpmp") result = await natpmp(op as unknown as Parameters<typeof natpmp>[0]);
 else if (op.op === "map-router-ports") result = await mapPorts(op as unknown as Parameters<typeof mapPorts>[0]);
+else if (op.op === "panel") result = await panel(op as unknown as Parameters<typeof panel>[0]);
 else throw new Error(`unknown op ${String(op.op)}`);
 process.stdout.write(`RESULT ${JSON.stringify(result)}\n`);

@@ -30,9 +30,15 @@
  *    by its pid file and killed by that pid on close (and at process exit).
  * 5. `runInDevice(op)` runs test/port-mapping-real/device-run.ts with bun
  *    inside the device namespace: our code discovers, maps and deletes as
- *    it would on the Pi.
+ *    it would on the Pi. `spawnInDevice(op)` keeps one running (the panel
+ *    with its mapper) and hands its output lines to the test.
+ * 6. `restartRouter()` stops miniupnpd and starts it again: its epoch starts
+ *    at 0 and it multicasts a PCP ANNOUNCE to 224.0.0.1:5350 (RFC 6887
+ *    §14.1.3). With `loseState` it first does what a reboot does to a home
+ *    router: the lease file (on tmpfs on OpenWrt) and its nftables rules are
+ *    gone, so every mapping is lost until a client makes it again.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { which } from "../helpers/process.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
@@ -92,6 +98,8 @@ export interface LabOptions {
   natpmp?: boolean;
   /** Describe an IGD:1 with WANIPConnection:1 (miniupnpd's force_igd_desc_v1), what most routers in homes still are. */
   igdV1?: boolean;
+  /** An nftables ruleset loaded in the device namespace (the appliance's rootfs-overlay/etc/nftables.conf). */
+  deviceFirewall?: string;
 }
 
 /** One mapping of miniupnpd's lease file (`PROTO:EXTPORT:IP:INTPORT:EXPIRY:DESC`). */
@@ -117,7 +125,20 @@ export interface RouterLab {
   leases(): Lease[];
   /** Runs one operation of device-run.ts in the device namespace and returns its JSON result. */
   runInDevice<T = unknown>(op: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  /** Starts a long-running operation of device-run.ts in the device namespace (stopped by close() at the latest). */
+  spawnInDevice(op: Record<string, unknown>): DeviceProcess;
+  /** Stops miniupnpd and starts it again (see the module comment); resolves once it answers again. */
+  restartRouter(o: { loseState: boolean }): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A device-run.ts process that keeps running: its output lines as they come. */
+export interface DeviceProcess {
+  /** Waits for the next line starting with `prefix` (older lines are skipped) and returns the rest of it. */
+  next(prefix: string, timeoutMs?: number): Promise<string>;
+  /** Every line so far (stdout and stderr). */
+  lines: string[];
+  stop(): Promise<void>;
 }
 
 let counter = 0;
@@ -162,7 +183,13 @@ export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
   let dir: TmpDir | null = null;
   let pid: number | null = null;
 
+  const children = new Set<ReturnType<typeof Bun.spawn>>();
   const close = async () => {
+    for (const c of children) {
+      c.kill("SIGKILL");
+      await c.exited;
+    }
+    children.clear();
     if (pid !== null) {
       try {
         process.kill(pid, "SIGTERM");
@@ -210,6 +237,7 @@ export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
     inR("link set wanpeer up");
     inR("link set wan0 up");
     must(["ip", "netns", "exec", routerNs, "nft", "-f", "-"], NFT_SKELETON);
+    if (o.deviceFirewall !== undefined) must(["ip", "netns", "exec", deviceNs, "nft", "-f", "-"], o.deviceFirewall);
 
     const leaseFile = join(dir.path, "leases");
     const pidFile = join(dir.path, "miniupnpd.pid");
@@ -238,26 +266,50 @@ export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
         "",
       ].join("\n"),
     );
-    // Daemon mode (see the module comment): the parent exits once the child has written the pid file.
-    must(["ip", "netns", "exec", routerNs, which("miniupnpd")!, "-f", conf, "-P", pidFile]);
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (pid === null && existsSync(pidFile)) {
-        const p = Number(readFileSync(pidFile, "utf8").trim());
-        if (Number.isInteger(p) && p > 0) {
-          pid = p;
-          livePids.add(p);
+    const startDaemon = async () => {
+      // Daemon mode (see the module comment): the parent exits once the child has written the pid file.
+      if (existsSync(pidFile)) rmSync(pidFile);
+      must(["ip", "netns", "exec", routerNs, which("miniupnpd")!, "-f", conf, "-P", pidFile]);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        if (pid === null && existsSync(pidFile)) {
+          const p = Number(readFileSync(pidFile, "utf8").trim());
+          if (Number.isInteger(p) && p > 0) {
+            pid = p;
+            livePids.add(p);
+          }
+        }
+        if (pid !== null) {
+          if (!alive(pid)) throw new Error("miniupnpd exited right after starting (its messages go to syslog)");
+          const ss = sh(["ip", "netns", "exec", routerNs, "ss", "-Hlntup"]).out;
+          // Ready: the HTTP (description + SOAP) listener and the NAT-PMP socket.
+          if (/tcp\s+LISTEN.*miniupnpd/.test(ss) && (o.natpmp === false || /:5351\b.*miniupnpd/.test(ss))) break;
+        }
+        if (Date.now() > deadline) throw new Error(`miniupnpd did not come up (pid ${pid ?? "none"})`);
+        await Bun.sleep(30);
+      }
+    };
+    const stopDaemon = async () => {
+      if (pid === null) return;
+      const p = pid;
+      try {
+        process.kill(p, "SIGTERM");
+      } catch {
+        // gone
+      }
+      const deadline = Date.now() + 3000;
+      while (alive(p) && Date.now() < deadline) await Bun.sleep(20);
+      if (alive(p)) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {
+          // gone
         }
       }
-      if (pid !== null) {
-        if (!alive(pid)) throw new Error("miniupnpd exited right after starting (its messages go to syslog)");
-        const ss = sh(["ip", "netns", "exec", routerNs, "ss", "-Hlntup"]).out;
-        // Ready: the HTTP (description + SOAP) listener and the NAT-PMP socket.
-        if (/tcp\s+LISTEN.*miniupnpd/.test(ss) && (o.natpmp === false || /:5351\b.*miniupnpd/.test(ss))) break;
-      }
-      if (Date.now() > deadline) throw new Error(`miniupnpd did not come up (pid ${pid ?? "none"})`);
-      await Bun.sleep(30);
-    }
+      livePids.delete(p);
+      pid = null;
+    };
+    await startDaemon();
 
     const ruleset = () => must(["ip", "netns", "exec", routerNs, "nft", "list", "ruleset"]);
     const lab: RouterLab = {
@@ -292,6 +344,80 @@ export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
         } finally {
           clearTimeout(timer);
         }
+      },
+      spawnInDevice: (op: Record<string, unknown>): DeviceProcess => {
+        const p = Bun.spawn(["ip", "netns", "exec", deviceNs, process.execPath, DEVICE_RUN, JSON.stringify(op)], {
+          stdout: "pipe",
+          stderr: "pipe",
+          stdin: "pipe",
+          env: { ...process.env, BUN_BE_BUN: "1" },
+        });
+        children.add(p);
+        const lines: string[] = [];
+        let read = 0;
+        let wake: (() => void) | null = null;
+        let ended = false;
+        const pump = async (stream: ReadableStream<Uint8Array>) => {
+          const dec = new TextDecoder();
+          let buf = "";
+          for await (const chunk of stream) {
+            buf += dec.decode(chunk, { stream: true });
+            let i: number;
+            while ((i = buf.indexOf("\n")) >= 0) {
+              lines.push(buf.slice(0, i));
+              buf = buf.slice(i + 1);
+              wake?.();
+            }
+          }
+        };
+        void Promise.all([pump(p.stdout), pump(p.stderr)]).finally(() => {
+          ended = true;
+          wake?.();
+        });
+        return {
+          lines,
+          async next(prefix: string, timeoutMs = 10_000): Promise<string> {
+            const deadline = Date.now() + timeoutMs;
+            for (;;) {
+              while (read < lines.length) {
+                const l = lines[read++]!;
+                if (l.startsWith(prefix)) return l.slice(prefix.length);
+              }
+              if (ended) throw new Error(`device process ended before "${prefix}":\n${lines.join("\n")}`);
+              const left = deadline - Date.now();
+              if (left <= 0) throw new Error(`no "${prefix}" line within ${timeoutMs} ms:\n${lines.slice(-20).join("\n")}`);
+              await new Promise<void>((r) => {
+                const t = setTimeout(r, left);
+                wake = () => {
+                  clearTimeout(t);
+                  r();
+                };
+              });
+              wake = null;
+            }
+          },
+          async stop() {
+            try {
+              p.stdin.end();
+            } catch {
+              // closed
+            }
+            const t = setTimeout(() => p.kill("SIGKILL"), 5000);
+            await p.exited;
+            clearTimeout(t);
+            children.delete(p);
+          },
+        };
+      },
+      restartRouter: async ({ loseState }) => {
+        await stopDaemon();
+        if (loseState) {
+          // A reboot: the lease file and the kernel's rules are gone.
+          if (existsSync(leaseFile)) rmSync(leaseFile);
+          for (const chain of ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"]) must(["ip", "netns", "exec", routerNs, "nft", "flush", "chain", "inet", "filter", chain]);
+          if (/dnat ip to/.test(ruleset()) || existsSync(leaseFile)) throw new Error("the router still has mappings after the simulated reboot");
+        }
+        await startDaemon();
       },
       close,
     };

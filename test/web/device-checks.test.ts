@@ -6,6 +6,7 @@
  */
 import { test, expect, afterAll } from "bun:test";
 import { deviceChecks, runChecks } from "../../app/src/web/checks.ts";
+import type { PortMappingReport, PortResult } from "../../app/src/web/port-mapping.ts";
 import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
 
 const zones: ZoneDns[] = [];
@@ -64,4 +65,35 @@ test("port 25 blocked and the IP listed are reported, the other checks still run
   const results = await runChecks(c, "mail.example.test");
   expect(results.length).toBeGreaterThanOrEqual(5);
   expect(results.filter((r) => r.status !== "ok").length).toBeGreaterThanOrEqual(2);
+});
+
+/** A router report with every port mapped except 80. */
+function routerWithout80(): PortMappingReport {
+  const port = (n: number, required: boolean) => ({ port: n, purpose: "", required, internalPort: n, method: "nat-pmp" as const, lifetime: 7200, detail: "", expiresAt: null, renewAt: null, renewal: null });
+  return {
+    at: new Date().toISOString(),
+    trigger: "request",
+    challenge: "tls-alpn-01",
+    gateway: "192.168.1.1",
+    lanAddress: "192.168.1.20",
+    externalAddress: "192.0.2.55",
+    natpmp: "answered",
+    upnp: "not tried",
+    natpmpEpoch: 100,
+    ports: [...[25, 465, 587, 993, 443].map((n): PortResult => ({ ...port(n, true), status: "mapped" })), { ...port(80, false), status: "refused" }],
+    manual: [],
+    warnings: [],
+    nextRunAt: null,
+    events: [],
+  };
+}
+
+test("the inbound ports check on a healthy connection follows the challenge: 80 unmapped is ok with tls-alpn-01, a warning with http-01", async () => {
+  const c = await setup({ listed: false, smtpOpen: true });
+  const alpn = await runChecks(c, "mail.example.test", { challenge: "tls-alpn-01", router: routerWithout80() });
+  expect(alpn.map((r) => r.status)).toEqual(["ok", "ok", "ok", "ok", "ok", "ok"]);
+  expect(alpn.at(-1)!.detail).toContain("port 80 is optional");
+  const http = await runChecks(c, "mail.example.test", { challenge: "http-01", router: { ...routerWithout80(), challenge: "http-01" } });
+  expect(http.at(-1)).toMatchObject({ name: "inbound ports", status: "warn" });
+  expect(http.at(-1)!.detail).toStartWith("not forwarded automatically: 80 (without port 80 no certificate can be obtained with HTTP-01");
 });

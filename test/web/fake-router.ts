@@ -12,6 +12,16 @@ export interface FakeNatPmp {
   requests: { opcode: number; internalPort: number; externalPort: number; lifetime: number }[];
   /** Current mappings: external port → internal port. */
   mappings: Map<number, number>;
+  /** Drop every request while true (a router that went away). */
+  silent: boolean;
+  /** Every packet that arrived, answered or not: when (performance.now()) and its opcode octet. */
+  heard: { at: number; opcode: number }[];
+  /** The public address answered (changeable: an address change). */
+  externalAddress: string;
+  /** The seconds since start of epoch it would answer now (RFC 6886 §3.6). */
+  epoch(): number;
+  /** A reboot: the mappings are lost and the epoch starts again at 0 (RFC 6886 §3.6). */
+  restart(): void;
   close(): Promise<void>;
 }
 
@@ -27,19 +37,25 @@ export async function startFakeNatPmp(o: { refuse?: Iterable<number>; refuseCode
   const requests: FakeNatPmp["requests"] = [];
   const mappings = new Map<number, number>();
   let drop = o.dropFirst ?? 0;
-  const start = Date.now();
+  let start = Date.now();
+  let base = 1000;
+  const state = { silent: false, externalAddress: o.externalAddress ?? "203.0.113.7" };
+  const epochNow = () => Math.floor((Date.now() - start) / 1000) + base;
+  const heard: FakeNatPmp["heard"] = [];
   sock.on("message", (msg, rinfo) => {
+    heard.push({ at: performance.now(), opcode: msg[1] ?? -1 });
+    if (state.silent) return;
     if (drop > 0) {
       drop--;
       return;
     }
-    const epoch = Math.floor((Date.now() - start) / 1000) + 1000;
+    const epoch = epochNow();
     if (msg.length === 2 && msg[0] === 0 && msg[1] === 0) {
       requests.push({ opcode: 0, internalPort: 0, externalPort: 0, lifetime: 0 });
       const r = Buffer.alloc(12);
       r[1] = 128;
       r.writeUInt32BE(epoch, 4);
-      (o.externalAddress ?? "203.0.113.7").split(".").forEach((x, i) => (r[8 + i] = Number(x)));
+      state.externalAddress.split(".").forEach((x, i) => (r[8 + i] = Number(x)));
       sock.send(r, rinfo.port, rinfo.address);
       return;
     }
@@ -70,6 +86,25 @@ export async function startFakeNatPmp(o: { refuse?: Iterable<number>; refuseCode
     port: sock.address().port,
     requests,
     mappings,
+    heard,
+    get silent() {
+      return state.silent;
+    },
+    set silent(v: boolean) {
+      state.silent = v;
+    },
+    get externalAddress() {
+      return state.externalAddress;
+    },
+    set externalAddress(v: string) {
+      state.externalAddress = v;
+    },
+    epoch: epochNow,
+    restart() {
+      mappings.clear();
+      start = Date.now();
+      base = 0;
+    },
     close: () => new Promise<void>((res) => sock.close(() => res())),
   };
 }
@@ -138,6 +173,12 @@ export async function startFakeIgd(o: { refuse?: Map<number, [number, string]>; 
           if (o.onlyPermanent && args["NewLeaseDuration"] !== "0") return fault(725, "OnlyPermanentLeasesSupported");
           mappings.set(ext, `${args["NewInternalClient"]}:${args["NewInternalPort"]}`);
           return ok(action);
+        }
+        if (action === "GetSpecificPortMappingEntry") {
+          const m = mappings.get(Number(args["NewExternalPort"]));
+          if (!m) return fault(714, "NoSuchEntryInArray");
+          const [client, port] = m.split(":");
+          return ok(action, `<NewInternalPort>${port}</NewInternalPort><NewInternalClient>${client}</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>x</NewPortMappingDescription><NewLeaseDuration>0</NewLeaseDuration>`);
         }
         if (action === "DeletePortMapping") {
           if (!mappings.delete(Number(args["NewExternalPort"]))) return fault(714, "NoSuchEntryInArray");

@@ -16,6 +16,12 @@
  *    authorized/refused", code 2) — we report that plainly.
  * 4. Mappings expire: renew them at half their lifetime (§3.3, the client
  *    "SHOULD" renew before expiry); a lifetime of 0 deletes one.
+ * 5. Routers restart and forget: every answer carries the seconds since
+ *    the router's table started (§3.6); a value that went backwards means
+ *    the mappings are gone and must be made again at once (§3.7, epoch.ts).
+ *    Routers also multicast announcements to 224.0.0.1:5350 when their
+ *    address changes (§3.2.1) or, speaking PCP, when they restart (RFC 6887
+ *    §14.1.3): announce.ts listens for them.
  *
  * Every packet is sent to one address and port given by the caller, and an
  * answer is accepted only from that address and port (§3.1): tests run a
@@ -32,11 +38,15 @@ import dgram from "node:dgram";
 import { isIPv4 } from "node:net";
 
 export { defaultGateway, parseRouteTable, readDefaultGateway, PROC_NET_ROUTE } from "./gateway.ts";
+export { EpochTracker, EPOCH_ELAPSED_FACTOR, EPOCH_SLACK_S, type EpochVerdict } from "./epoch.ts";
+export { ANNOUNCE_GROUP, ANNOUNCE_PORT, listenForAnnouncements, parseAnnouncement, type Announcement, type AnnouncementListener, type AnnouncementListenerOptions } from "./announce.ts";
 
 /** RFC 6886 §1.1: the NAT gateway listens on UDP port 5351. */
 export const NATPMP_PORT = 5351;
 /** RFC 6886 §3.1: first retransmission after 250 ms, doubling each time. */
 export const INITIAL_RETRY_MS = 250;
+/** RFC 6886 §3.1: after 9 requests (64 s wait after the last, 127.75 s in all) the client gives up. */
+export const MAX_TRIES = 9;
 /** RFC 6886 §3.3: recommended mapping lifetime, two hours. */
 export const RECOMMENDED_LIFETIME_S = 7200;
 
@@ -63,6 +73,8 @@ export class NatPmpRefused extends Error {
   constructor(
     readonly resultCode: number,
     readonly opcode: number,
+    /** The router's seconds since start of epoch in the refusal (§3.6), when known. */
+    readonly epoch: number | null = null,
   ) {
     super(`NAT-PMP result ${resultCode}: ${RESULT_TEXT[resultCode] ?? "unknown result code"}`);
   }
@@ -82,6 +94,8 @@ export interface NatPmpOptions {
   tries?: number;
   /** First wait, doubled per retry. Default INITIAL_RETRY_MS. */
   initialRetryMs?: number;
+  /** Called with the epoch of every answer from the gateway, refusals included (§3.6: the caller checks it for restarts). */
+  onEpoch?: (epoch: number) => void;
 }
 
 export interface ExternalAddress {
@@ -130,7 +144,7 @@ export function parseResponse(opcode: number, p: Uint8Array): ExternalAddress | 
   const dv = new DataView(p.buffer, p.byteOffset, p.byteLength);
   const result = dv.getUint16(2);
   const epoch = dv.getUint32(4);
-  if (result !== 0) throw new NatPmpRefused(result, opcode);
+  if (result !== 0) throw new NatPmpRefused(result, opcode, epoch);
   if (opcode === OP_EXTERNAL_ADDRESS) {
     // §3.2: 12 octets, the address in the last four.
     if (p.length < 12) return null;
@@ -206,8 +220,12 @@ export class NatPmpClient {
         if (rinfo.address !== this.o.gateway || rinfo.port !== this.port) return;
         try {
           const v = parseResponse(opcode, new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
-          if (v) finish(null, v);
+          if (v) {
+            this.o.onEpoch?.(v.epoch);
+            finish(null, v);
+          }
         } catch (e) {
+          if (e instanceof NatPmpRefused && e.epoch !== null) this.o.onEpoch?.(e.epoch);
           finish(e as Error);
         }
       });

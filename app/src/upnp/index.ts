@@ -13,6 +13,13 @@
  *    `GetExternalIPAddress`, `AddPortMapping`, `DeletePortMapping`. A refusal
  *    is a SOAP fault with a UPnP error code (e.g. 606 not authorized, 718
  *    conflict, 725 only permanent leases) that we show as the router sent it.
+ * 4. Keeping them: a lease runs out unless added again (AddPortMapping of
+ *    the same mapping renews it), and a router that restarts without its
+ *    lease file forgets every mapping without telling anyone (UPnP has no
+ *    epoch, unlike NAT-PMP). web/port-mapping.ts therefore adds them again
+ *    at every renewal tick (half the lease, or every 30 minutes for
+ *    permanent ones), asking GetSpecificPortMappingEntry first to report
+ *    when the router had lost one.
  *
  * The multicast address and port are parameters: unit tests run a fake SSDP
  * responder and a fake IGD on 127.0.0.1 and never send real multicast;

@@ -11,6 +11,14 @@
  * 4. Blocklists: is the public IP listed (a DNSBL lookup, RFC 5782 §2.1)?
  * 5. Reverse DNS: does the public IP's PTR name our host (receivers check
  *    this, "iprev", RFC 8601 §3)?
+ * 6. Inbound ports: which of the ports the internet must reach are
+ *    forwarded, from the Router step's last report (port-mapping.ts). What
+ *    is needed follows the ACME challenge: with "http-01" port 80 is
+ *    required (RFC 8555 §8.3, the CA fetches over HTTP on 80); with
+ *    "tls-alpn-01", the default (RFC 8737 §3, the CA connects to 443), or
+ *    without ACME, port 80 is optional: it only redirects browsers to HTTPS.
+ *    A box cannot test its own reachability from the outside, so ports not
+ *    mapped automatically are a warning (they may be forwarded by hand).
  *
  * Each check is a function in `ConnectivityChecks`, replaceable as a whole:
  * tests inject fakes and never contact real hosts. `runChecks` runs them in
@@ -19,7 +27,9 @@
 import { checkDnsbls } from "../dnsbl/check.ts";
 import { connect } from "node:net";
 import { Resolver } from "../dns/index.ts";
+import type { AcmeChallenge } from "../config/types.ts";
 import type { RecordType } from "./dns-records.ts";
+import { forwardedPorts, type PortMappingReport } from "./port-mapping.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail" | "skipped";
 
@@ -108,8 +118,47 @@ export function deviceChecks(opts: DeviceCheckTargets = {}): ConnectivityChecks 
   };
 }
 
-/** Run every check; a check that throws is reported as failed with its error, never aborts the others. */
-export async function runChecks(c: ConnectivityChecks, hostname: string): Promise<CheckResult[]> {
+/** What the inbound ports check reads: the configured ACME challenge (null: no ACME) and the Router step's last report. */
+export interface InboundPortsInput {
+  challenge: AcmeChallenge | null;
+  /** Null: the Router step has not run (or no mapper runs here). */
+  router: PortMappingReport | null;
+}
+
+const list = (ports: readonly number[]) => ports.join(", ");
+
+/**
+ * The inbound ports check (module comment, step 6). Guarantees: port 80
+ * counts as needed exactly when the challenge is "http-01"; a needed port
+ * not mapped, or a router without a public address (double NAT), is a
+ * warning naming the ports; the detail always says what port 80 is for.
+ */
+export function inboundPortsCheck(i: InboundPortsInput): CheckResult {
+  const ports = forwardedPorts(i.challenge);
+  const needed = ports.filter((p) => p.required).map((p) => p.port);
+  const port80 =
+    i.challenge === "http-01"
+      ? "port 80 is needed: certificates are checked over HTTP on port 80 (ACME HTTP-01)"
+      : i.challenge === "tls-alpn-01"
+        ? "port 80 is optional: certificates are checked on port 443 (ACME TLS-ALPN-01), 80 only redirects browsers to HTTPS"
+        : "port 80 is optional: it only redirects browsers to HTTPS";
+  const name = "inbound ports";
+  if (!i.router) return { name, status: "warn", detail: `no router mapping yet: forward ${list(needed)} to this box (the Router step can ask the router); ${port80}` };
+  const mapped = new Set(i.router.ports.filter((p) => p.status === "mapped").map((p) => p.port));
+  const missing = needed.filter((p) => !mapped.has(p));
+  const doubleNat = i.router.warnings.length > 0 ? `; ${i.router.warnings.join(" ")}` : "";
+  if (missing.length === 0 && doubleNat === "") return { name, status: "ok", detail: `the router forwards ${list(needed)}; ${port80}` };
+  if (missing.length === 0) return { name, status: "warn", detail: `the router forwards ${list(needed)}${doubleNat}` };
+  const certs = i.challenge === "http-01" && missing.includes(80) ? " (without port 80 no certificate can be obtained with HTTP-01: forward it, or use [acme] challenge = \"tls-alpn-01\")" : "";
+  return { name, status: "warn", detail: `not forwarded automatically: ${list(missing)}${certs}; forward them by hand unless done already; ${port80}${doubleNat}` };
+}
+
+/**
+ * Run every check; a check that throws is reported as failed with its
+ * error, never aborts the others. With `inbound`, the inbound ports check
+ * comes last.
+ */
+export async function runChecks(c: ConnectivityChecks, hostname: string, inbound?: InboundPortsInput): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   const attempt = async <T>(name: string, f: () => Promise<T>, judge: (v: T) => Omit<CheckResult, "name">): Promise<T | undefined> => {
     try {
@@ -135,6 +184,7 @@ export async function runChecks(c: ConnectivityChecks, hostname: string): Promis
   if (!ip) {
     out.push({ name: "blocklists", status: "skipped", detail: "no public IP known" });
     out.push({ name: "reverse DNS", status: "skipped", detail: "no public IP known" });
+    if (inbound) out.push(inboundPortsCheck(inbound));
     return out;
   }
   await attempt("blocklists", () => c.blocklistsListing(ip), (zones) =>
@@ -146,6 +196,7 @@ export async function runChecks(c: ConnectivityChecks, hostname: string): Promis
     if (names.length === 0) return { status: "warn", detail: `${ip} has no reverse DNS name; ask the internet provider to set it to ${want}` };
     return { status: "warn", detail: `${ip} points to ${names.join(", ")}, not ${want}; ask the internet provider to change it` };
   });
+  if (inbound) out.push(inboundPortsCheck(inbound));
   return out;
 }
 

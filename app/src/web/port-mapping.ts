@@ -3,7 +3,13 @@
  * router to this box automatically where the router allows it, and say
  * plainly, per port, what was and was not mapped.
  *
- * Mapping the ports (25, 465, 587, 993, 80, 443):
+ * Which ports: 25, 465, 587, 993 and 443 are needed from the internet; 80
+ * only with the ACME "http-01" challenge (RFC 8555 §8.3: the CA fetches
+ * http://<name>/.well-known/acme-challenge/). With "tls-alpn-01", the
+ * default (RFC 8737 §3: the CA connects to 443), or without ACME, port 80
+ * only redirects browsers to HTTPS: it is still offered, marked optional.
+ *
+ * Mapping the ports:
  * 1. The gateway is the default route's (natpmp/gateway.ts, /proc/net/route);
  *    our LAN address is the one on the gateway's interface.
  * 2. NAT-PMP first (natpmp/, RFC 6886): if the gateway answers the external
@@ -23,30 +29,117 @@
  *    empty GetExternalIPAddress, a private or carrier-grade NAT WAN address)
  *    is behind another NAT: the report warns that mapping on it cannot make
  *    the box reachable. Proven against miniupnpd in test/port-mapping-real/.
- * 5. Mappings have lifetimes: the mapper runs again at half the shortest
- *    one (RFC 6886 §3.3) while the server runs.
+ * 5. Mappings have lifetimes: RouterPortMapper runs again at half the
+ *    shortest one (RFC 6886 §3.3), with the full retransmission schedule of
+ *    §3.1 (250 ms doubling, 9 tries) towards a router that spoke NAT-PMP
+ *    before; a renewal that fails is retried sooner (1 min, doubling).
+ *    Permanent UPnP leases are re-checked every 30 minutes: a router that
+ *    restarts without keeping its leases has forgotten them, and the next
+ *    tick re-adds them (asking GetSpecificPortMappingEntry first, so the
+ *    panel can say the router had lost it).
+ * 6. Routers restart: the NAT-PMP epoch going backwards in any answer
+ *    (RFC 6886 §3.6), an announcement on 224.0.0.1:5350 of a restart (PCP
+ *    ANNOUNCE, RFC 6887 §14.1.3) or of a new public address (§3.2.1), or a
+ *    periodic external address probe revealing either, re-creates every
+ *    mapping at once (§3.7) instead of at the next renewal.
+ * 7. The report says per mapping when it will be renewed and how its last
+ *    renewal went; the panel's Router view shows it.
+ * 8. This box restarts too (updates reboot it): while mappings are kept,
+ *    a marker in the data folder (PORT_MAPPING_STATE) makes the next start
+ *    run the mapper again after a few seconds, so the router's leases do
+ *    not run out unrenewed.
  */
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
-import type { Config, Listener } from "../config/types.ts";
+import { join } from "node:path";
+import { DEFAULT_ACME_CHALLENGE, type AcmeChallenge, type Config, type Listener } from "../config/types.ts";
 import type { Logger } from "../log/index.ts";
-import { NatPmpClient, NatPmpRefused, NatPmpTimeout, RECOMMENDED_LIFETIME_S, RESULT_TEXT, readDefaultGateway } from "../natpmp/index.ts";
+import {
+  EpochTracker,
+  listenForAnnouncements,
+  MAX_TRIES,
+  NatPmpClient,
+  NatPmpRefused,
+  NatPmpTimeout,
+  RECOMMENDED_LIFETIME_S,
+  RESULT_TEXT,
+  readDefaultGateway,
+  type Announcement,
+  type AnnouncementListener,
+  type EpochVerdict,
+} from "../natpmp/index.ts";
 import { discoverIgd, IgdClient, loadIgd, SSDP_ADDRESS, SSDP_PORT, UpnpError, type SsdpTarget } from "../upnp/index.ts";
 
-/** The ports a mail server needs reachable from the internet, by the listener service that answers them. */
-export const FORWARDED_PORTS: readonly { service: keyof Omit<Listener, "name" | "ips">; port: number; purpose: string }[] = [
-  { service: "smtp", port: 25, purpose: "SMTP: receiving mail from other servers" },
-  { service: "submissions", port: 465, purpose: "submission over TLS: sending from mail apps" },
-  { service: "submission", port: 587, purpose: "submission with STARTTLS: sending from mail apps" },
-  { service: "imaps", port: 993, purpose: "IMAP over TLS: reading mail in apps" },
-  { service: "http", port: 80, purpose: "HTTP: certificate (ACME) checks" },
-  { service: "https", port: 443, purpose: "HTTPS: the panel, MTA-STS policy, autoconfig" },
-];
+/** A port to forward, the listener service that answers it, and whether mail or certificates need it from the internet. */
+export interface ForwardedPort {
+  service: keyof Omit<Listener, "name" | "ips">;
+  port: number;
+  purpose: string;
+  /** False: useful but not needed (port 80 unless the ACME challenge is http-01). */
+  required: boolean;
+}
+
+/**
+ * The ports to forward for the configured ACME challenge (null: no ACME).
+ * Port 80 is required only for "http-01" (RFC 8555 §8.3); "tls-alpn-01"
+ * (RFC 8737 §3) is answered on 443, which is needed anyway (MTA-STS
+ * policy, RFC 8461 §3.3), so 80 then only redirects browsers to HTTPS.
+ */
+export function forwardedPorts(challenge: AcmeChallenge | null): readonly ForwardedPort[] {
+  const http01 = challenge === "http-01";
+  return [
+    { service: "smtp", port: 25, purpose: "SMTP: receiving mail from other servers", required: true },
+    { service: "submissions", port: 465, purpose: "submission over TLS: sending from mail apps", required: true },
+    { service: "submission", port: 587, purpose: "submission with STARTTLS: sending from mail apps", required: true },
+    { service: "imaps", port: 993, purpose: "IMAP over TLS: reading mail in apps", required: true },
+    http01
+      ? { service: "http", port: 80, purpose: "HTTP: certificate checks (ACME HTTP-01), redirects to HTTPS", required: true }
+      : {
+          service: "http",
+          port: 80,
+          purpose: challenge === "tls-alpn-01" ? "HTTP: only redirects browsers to HTTPS (certificates are checked on 443 with TLS-ALPN-01)" : "HTTP: only redirects browsers to HTTPS",
+          required: false,
+        },
+    {
+      service: "https",
+      port: 443,
+      purpose: challenge === "tls-alpn-01" ? "HTTPS: certificate checks (ACME TLS-ALPN-01), the panel, MTA-STS policy, autoconfig" : "HTTPS: the panel, MTA-STS policy, autoconfig",
+      required: true,
+    },
+  ];
+}
+
+/** The ACME challenge the config uses, null without [acme]. */
+export function configuredChallenge(config: Config): AcmeChallenge | null {
+  return config.acme ? config.acme.challenge : null;
+}
+
+/** The ports with the default challenge (tls-alpn-01). */
+export const FORWARDED_PORTS: readonly ForwardedPort[] = forwardedPorts(DEFAULT_ACME_CHALLENGE);
 
 export type PortState = "mapped" | "refused" | "not-tried";
+
+/**
+ * Why the mapper ran: the admin asked, a renewal at half the lifetime, a
+ * retry after a failed renewal, a periodic re-check of permanent UPnP
+ * leases, the router restarted (epoch or announcement), its public
+ * address changed, or this box restarted with mappings to keep alive.
+ */
+export type RunTrigger = "request" | "renewal" | "retry" | "recheck" | "router-restart" | "address-change" | "resume";
+
+/** How the last renewal of a mapping went. */
+export interface RenewalOutcome {
+  at: string;
+  trigger: RunTrigger;
+  ok: boolean;
+  detail: string;
+}
 
 export interface PortResult {
   port: number;
   purpose: string;
+  /** False for a port that is useful but not needed from the internet (see forwardedPorts). */
+  required: boolean;
   /** Our port it forwards to; null when no listener serves it. */
   internalPort: number | null;
   status: PortState;
@@ -55,18 +148,30 @@ export interface PortResult {
   lifetime: number | null;
   /** What happened, in the router's own terms where it gave any. */
   detail: string;
+  /** When the router drops the mapping unless renewed (ISO time); null: permanent or not mapped. */
+  expiresAt: string | null;
+  /** When RouterPortMapper will renew (or re-check) it next (ISO time); null when nothing is scheduled. */
+  renewAt: string | null;
+  /** The last renewal of this mapping; null until it was renewed once. */
+  renewal: RenewalOutcome | null;
 }
 
 export interface PortMappingReport {
   at: string;
+  /** Why this run happened. */
+  trigger: RunTrigger;
+  /** The ACME challenge the port list follows (null: no ACME). */
+  challenge: AcmeChallenge | null;
   gateway: string | null;
   /** Our LAN address the router forwards to. */
   lanAddress: string | null;
   externalAddress: string | null;
   natpmp: "answered" | "no answer" | "not tried";
   upnp: "found" | "not found" | "not tried";
+  /** The router's seconds since start of epoch in its last NAT-PMP answer (RFC 6886 §3.6), null without one. */
+  natpmpEpoch: number | null;
   ports: PortResult[];
-  /** Manual forwarding instructions, one per port not mapped. */
+  /** Manual forwarding instructions, one per port not mapped; those for optional ports end in "(optional)". */
   manual: string[];
   /**
    * What the admin must know beyond single ports, in plain words: above all
@@ -74,6 +179,10 @@ export interface PortMappingReport {
    * ports on it cannot make this box reachable from the internet.
    */
   warnings: string[];
+  /** When RouterPortMapper runs next (ISO time), null when nothing is scheduled or no mapper runs. */
+  nextRunAt: string | null;
+  /** What the mapper saw lately (router restarts, address changes, failed renewals), oldest first. */
+  events: { at: string; text: string }[];
 }
 
 export interface PortMappingOptions {
@@ -94,7 +203,31 @@ export interface PortMappingOptions {
   description?: string;
   /** Ports actually bound for services configured on port 0 (web/server.ts fills http/https). */
   boundPorts?: ReadonlyMap<string, number>;
+  /** The previous report: UPnP mappings it had are looked up before being added again, to tell when the router lost them. */
+  previous?: PortMappingReport | null;
+  /** Called with the gateway's epoch in every NAT-PMP answer (RFC 6886 §3.6). */
+  onNatPmpEpoch?: (epoch: number, gateway: string) => void;
+  /**
+   * RouterPortMapper: where to hear the router's announcements (RFC 6886
+   * §3.2.1). Default: 224.0.0.1:5350 when the gateway is the real default
+   * route, none when `gateway` is given (tests: `{ port: 0, group: null }`).
+   * Null: do not listen.
+   */
+  announcements?: { port?: number; group?: string | null } | null;
+  /** RouterPortMapper: ask a NAT-PMP router for its address (and epoch) this often, to notice restarts without announcements. Default 60 000; 0: never. */
+  probeIntervalMs?: number;
+  /** RouterPortMapper: NAT-PMP tries in renewals towards a router that answered before; default 9 (RFC 6886 §3.1). */
+  renewalTries?: number;
+  /** RouterPortMapper: re-check of permanent (lease 0) UPnP mappings; default 30 minutes. */
+  permanentRecheckMs?: number;
+  /** RouterPortMapper: first retry after a renewal that lost a mapping, doubling per failure up to 30 minutes; default 60 000. */
+  retryMs?: number;
+  /** RouterPortMapper: delay of the run at start when mappings were kept before this box restarted (step 8); default 5000. */
+  resumeDelayMs?: number;
 }
+
+/** The marker in the data folder: the mapper keeps mappings alive (a JSON summary of the last report's mapped ports). */
+export const PORT_MAPPING_STATE = "port-mapping.json";
 
 /** Our IPv4 address on the interface of the default route (or any private one in the gateway's /24), or null. */
 export function lanAddressFor(gateway: string, iface: string | null): string | null {
@@ -105,12 +238,12 @@ export function lanAddressFor(gateway: string, iface: string | null): string | n
 }
 
 /** The ports to forward and our port each goes to; a configured port 0 (ephemeral) counts only when the bound port is known. */
-function wantedPorts(config: Config, bound: ReadonlyMap<string, number>): { port: number; purpose: string; internalPort: number | null }[] {
-  return FORWARDED_PORTS.map((f) => {
+function wantedPorts(config: Config, bound: ReadonlyMap<string, number>): { port: number; purpose: string; required: boolean; internalPort: number | null }[] {
+  return forwardedPorts(configuredChallenge(config)).map((f) => {
     const l = config.listeners.find((x) => x[f.service]);
     const configured = l?.[f.service]?.port ?? null;
     const internalPort = configured === 0 ? (bound.get(f.service) ?? null) : configured;
-    return { port: f.port, purpose: f.purpose, internalPort };
+    return { port: f.port, purpose: f.purpose, required: f.required, internalPort };
   });
 }
 
@@ -136,7 +269,7 @@ export function doubleNatWarning(evidence: string): string {
 export function manualInstructions(ports: readonly PortResult[], lan: string | null): string[] {
   return ports
     .filter((p) => p.status !== "mapped" && p.internalPort !== null)
-    .map((p) => `Forward TCP port ${p.port} (${p.purpose}) to ${lan ?? "this box's LAN address"} port ${p.internalPort}.`);
+    .map((p) => `Forward TCP port ${p.port} (${p.purpose}) to ${lan ?? "this box's LAN address"} port ${p.internalPort}${p.required === false ? " (optional)" : ""}.`);
 }
 
 /**
@@ -151,15 +284,31 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   const gateway = gwInfo?.gateway ?? null;
   const report: PortMappingReport = {
     at: new Date().toISOString(),
+    trigger: "request",
+    challenge: configuredChallenge(config),
     gateway,
     lanAddress: null,
     externalAddress: null,
     natpmp: "not tried",
     upnp: "not tried",
-    ports: wanted.map((w) => ({ ...w, status: "not-tried", method: null, lifetime: null, detail: w.internalPort === null ? "no listener serves this port" : "" })),
+    natpmpEpoch: null,
+    ports: wanted.map((w) => ({
+      ...w,
+      status: "not-tried",
+      method: null,
+      lifetime: null,
+      detail: w.internalPort === null ? "no listener serves this port" : "",
+      expiresAt: null,
+      renewAt: null,
+      renewal: null,
+    })),
     manual: [],
     warnings: [],
+    nextRunAt: null,
+    events: [],
   };
+  const mapped = (p: PortResult, method: "nat-pmp" | "upnp", lifetime: number, detail: string) =>
+    Object.assign(p, { status: "mapped", method, lifetime, detail, expiresAt: lifetime > 0 ? new Date(Date.now() + lifetime * 1000).toISOString() : null });
   /** Per port, why each protocol did not map it, in the router's own terms; `refused` when the router answered no (not a timeout or a network error). */
   const why = new Map<number, { text: string; refused: boolean }[]>();
   const fail = (p: PortResult, text: string, refused: boolean) => {
@@ -188,6 +337,10 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   try {
     const pmp = new NatPmpClient({
       gateway,
+      onEpoch: (epoch) => {
+        report.natpmpEpoch = epoch;
+        o.onNatPmpEpoch?.(epoch, gateway);
+      },
       ...(o.natpmpPort !== undefined ? { port: o.natpmpPort } : {}),
       ...(o.natpmpTries !== undefined ? { tries: o.natpmpTries } : {}),
       ...(o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: o.natpmpInitialRetryMs } : {}),
@@ -211,7 +364,7 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
         try {
           const m = await pmp.map("tcp", p.internalPort!, p.port, lifetime);
           if (m.externalPort === p.port) {
-            Object.assign(p, { status: "mapped", method: "nat-pmp", lifetime: m.lifetime, detail: `NAT-PMP: mapped for ${m.lifetime} s` });
+            mapped(p, "nat-pmp", m.lifetime, `NAT-PMP: mapped for ${m.lifetime} s`);
           } else {
             // RFC 6886 §3.3: the router chose another port; mail needs this one, so give it back.
             fail(p, `NAT-PMP: the router offered external port ${m.externalPort} instead of ${p.port}`, true);
@@ -256,9 +409,16 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
           continue;
         }
         try {
+          // A renewal of a UPnP mapping: is it still there? A router that restarted without its lease file has forgotten it.
+          let lost = false;
+          const before = o.previous?.ports.find((x) => x.port === p.port);
+          if (before?.status === "mapped" && before.method === "upnp") {
+            lost = (await igd.getSpecificPortMapping(p.port).catch(() => undefined)) === null;
+          }
           const lease = await igd.addPortMapping({ externalPort: p.port, internalPort: p.internalPort!, internalClient: lan, description, leaseSeconds: lifetime });
           why.delete(p.port);
-          Object.assign(p, { status: "mapped", method: "upnp", lifetime: lease, detail: lease === 0 ? "UPnP: mapped (permanent)" : `UPnP: mapped for ${lease} s` });
+          const what = lost ? "re-added" : "mapped";
+          mapped(p, "upnp", lease, `UPnP: ${what} ${lease === 0 ? "(permanent)" : `for ${lease} s`}${lost ? " (the router had lost it)" : ""}`);
         } catch (e) {
           // UDA 1.1 §3.2.2: a SOAP fault with a UPnP error code is the router's answer; anything else (HTTP error, timeout) is not.
           fail(p, e instanceof UpnpError ? e.message : `UPnP: ${(e as Error).message}`, e instanceof UpnpError && e.code !== null);
@@ -284,50 +444,337 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   return report;
 }
 
+/** How many events the report keeps. */
+const MAX_EVENTS = 20;
+/** Default interval of the NAT-PMP address/epoch probe. */
+export const DEFAULT_PROBE_INTERVAL_MS = 60_000;
+/** Default re-check of permanent UPnP leases. */
+export const DEFAULT_PERMANENT_RECHECK_MS = 30 * 60_000;
+/** Default first retry after a renewal that lost a mapping; doubles up to MAX_RETRY_MS. */
+export const DEFAULT_RETRY_MS = 60_000;
+const MAX_RETRY_MS = 30 * 60_000;
+
+const TRIGGER_TEXT: Record<RunTrigger, string> = {
+  request: "asked in the panel",
+  renewal: "renewal at half the lifetime",
+  retry: "retry after a failed renewal",
+  recheck: "periodic re-check",
+  "router-restart": "the router restarted",
+  "address-change": "the router's public address changed",
+  resume: "this box restarted",
+};
+
+/** Words for a trigger in the panel. */
+export function triggerText(t: RunTrigger): string {
+  return TRIGGER_TEXT[t];
+}
+
 /**
- * Runs the mapping on request and keeps it alive: after a run with mapped
- * ports of limited lifetime, it runs again at half the shortest lifetime.
+ * Runs the mapping on request and keeps it alive (module comment, steps
+ * 5-7): renewal at half the shortest lifetime, re-checks of permanent UPnP
+ * leases, immediate re-creation when the router restarted or changed its
+ * public address. `last` is what the panel shows; it is replaced after
+ * every run (never half-written). Runs never overlap: a trigger that comes
+ * while one runs makes it run once more right after.
  */
 export class RouterPortMapper {
   private lastReport: PortMappingReport | null = null;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private probeTimer: ReturnType<typeof setTimeout> | null = null;
   private running: Promise<PortMappingReport> | null = null;
+  /** A trigger that arrived during a run: run again after it. */
+  private again: RunTrigger | null = null;
+  private listener: { gateway: string; l: AnnouncementListener } | null = null;
+  private listening: Promise<void> | null = null;
+  /** RFC 6886 §3.6 references: the NAT-PMP epoch and the PCP epoch of `epochGateway`. */
+  private readonly natpmpEpochs = new EpochTracker();
+  private readonly pcpEpochs = new EpochTracker();
+  private epochGateway: string | null = null;
+  /** NAT-PMP answers seen in the current run (a reset after the first means mappings made earlier in the run were lost). */
+  private answersThisRun = 0;
+  private consecutiveFailures = 0;
+  private readonly events: { at: string; text: string }[] = [];
+  private closed = false;
+  /** The ports the state marker said were kept before this process started (step 8); the "resume" run renews them. */
+  private resumePorts: number[] | null = null;
   /** Bound ports of services configured on port 0 (set by the listeners once bound). */
   readonly boundPorts = new Map<string, number>();
 
+  /**
+   * With a PORT_MAPPING_STATE marker in the data folder (mappings were kept
+   * before this process started), a "resume" run is scheduled after
+   * `resumeDelayMs`.
+   */
   constructor(
     private readonly config: Config,
     private readonly o: PortMappingOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    if (existsSync(this.stateFile)) {
+      try {
+        const kept = (JSON.parse(readFileSync(this.stateFile, "utf8")) as { ports?: unknown }).ports;
+        this.resumePorts = Array.isArray(kept) ? kept.filter((x): x is number => typeof x === "number") : [];
+      } catch {
+        this.resumePorts = [];
+      }
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        void this.run("resume");
+      }, o.resumeDelayMs ?? 5000);
+      this.timer.unref?.();
+    }
+  }
+
+  private get stateFile(): string {
+    return join(this.config.dataDir, PORT_MAPPING_STATE);
+  }
+
+  /** Keep the marker while some port is mapped (or a lost one is being retried), remove it when nothing is. Never throws. */
+  private saveState(r: PortMappingReport): void {
+    const kept = r.ports.filter((p) => p.status === "mapped" || p.renewal?.ok === false).map((p) => p.port);
+    // No data folder (tests, a box not set up): nothing to keep.
+    if (!existsSync(this.config.dataDir)) return;
+    try {
+      if (kept.length === 0) {
+        rmSync(this.stateFile, { force: true });
+        return;
+      }
+      // Write and rename: a crash leaves the old marker or the new one, never half of one.
+      const tmp = `${this.stateFile}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ at: r.at, gateway: r.gateway, ports: kept }) + "\n");
+      renameSync(tmp, this.stateFile);
+    } catch (e) {
+      this.log.warn("port mapping: cannot keep the state marker", { err: e as Error, file: this.stateFile });
+    }
+  }
 
   get last(): PortMappingReport | null {
     return this.lastReport;
   }
 
-  /** Map now (a second call while one runs waits for the same run). */
-  run(): Promise<PortMappingReport> {
-    this.running ??= mapRouterPorts(this.config, { ...this.o, boundPorts: this.boundPorts }, this.log)
+  /** The UDP port announcements are heard on, once listening (tests send there). */
+  get announcementPort(): number | null {
+    return this.listener?.l.port ?? null;
+  }
+
+  /** Resolves once the announcement listener for the current gateway is up (or failed to start). */
+  async listeningReady(): Promise<void> {
+    await this.listening;
+  }
+
+  /**
+   * Map now (a second call while one runs waits for the same run; a
+   * trigger other than "request" then also makes it run again after).
+   */
+  run(trigger: RunTrigger = "request"): Promise<PortMappingReport> {
+    if (this.running) {
+      if (trigger !== "request") this.again ??= trigger;
+      return this.running;
+    }
+    const prev = this.lastReport;
+    // RFC 6886 §3.1: a client renewing with a router that answered before retransmits up to 9 times.
+    const renewing = prev !== null && trigger !== "request" && prev.natpmp === "answered";
+    const tries = renewing ? (this.o.renewalTries ?? MAX_TRIES) : this.o.natpmpTries;
+    this.answersThisRun = 0;
+    const run = mapRouterPorts(
+      this.config,
+      {
+        ...this.o,
+        ...(tries !== undefined ? { natpmpTries: tries } : {}),
+        boundPorts: this.boundPorts,
+        previous: prev,
+        onNatPmpEpoch: (epoch, gateway) => {
+          this.answersThisRun++;
+          if (this.observe("nat-pmp", epoch, gateway) === "reset") {
+            this.event(`the router restarted (NAT-PMP epoch ${epoch} s, RFC 6886 §3.6): its mappings were lost`);
+            // Mappings this run made before the restart are gone too.
+            if (this.answersThisRun > 1) this.again ??= "router-restart";
+          }
+        },
+      },
+      this.log,
+    );
+    this.running = run
       .then((r) => {
-        this.lastReport = r;
-        this.schedule(r);
+        this.finish(r, prev, trigger);
         return r;
       })
-      .finally(() => (this.running = null));
+      .finally(() => {
+        this.running = null;
+        const next = this.again;
+        this.again = null;
+        if (next && !this.closed) void this.run(next);
+      });
     return this.running;
   }
 
+  /** Record an epoch of `gateway`; the trackers start over when the gateway changes. */
+  private observe(kind: "nat-pmp" | "pcp", epoch: number, gateway: string): EpochVerdict {
+    if (this.epochGateway !== gateway) {
+      this.natpmpEpochs.clear();
+      this.pcpEpochs.clear();
+      this.epochGateway = gateway;
+    }
+    return (kind === "nat-pmp" ? this.natpmpEpochs : this.pcpEpochs).observe(epoch, performance.now());
+  }
+
+  private event(text: string): void {
+    this.events.push({ at: new Date().toISOString(), text });
+    if (this.events.length > MAX_EVENTS) this.events.splice(0, this.events.length - MAX_EVENTS);
+    this.log.info("port mapping", { event: text });
+  }
+
+  /** Renewal outcomes, the next run, the listeners; then publish the report. */
+  private finish(r: PortMappingReport, prev: PortMappingReport | null, trigger: RunTrigger): void {
+    r.trigger = trigger;
+    let lost = 0;
+    const resumed = trigger === "resume" ? (this.resumePorts ?? []) : [];
+    if (trigger === "resume") this.resumePorts = null;
+    for (const p of r.ports) {
+      const before = prev?.ports.find((x) => x.port === p.port);
+      if (!before && resumed.includes(p.port)) {
+        // Kept before this box restarted: this run is its renewal (a failure is retried like any other).
+        const ok = p.status === "mapped";
+        if (!ok) lost++;
+        p.renewal = { at: r.at, trigger, ok, detail: ok ? p.detail : p.detail || "not mapped" };
+        continue;
+      }
+      // A renewal: of a mapping, or the retry of one whose renewal failed.
+      if (!before || (before.status !== "mapped" && !before.renewal)) continue;
+      const ok = p.status === "mapped";
+      if (!ok) lost++;
+      const stillValid = before.expiresAt !== null && Date.parse(before.expiresAt) > Date.now();
+      p.renewal = {
+        at: r.at,
+        trigger,
+        ok,
+        detail: ok
+          ? p.detail
+          : `${p.detail || "not mapped"}${stillValid ? `; the router keeps the old mapping until ${before.expiresAt} unless it restarted` : ""}`,
+      };
+      if (!ok && stillValid) p.expiresAt = before.expiresAt;
+    }
+    if (lost > 0) {
+      this.consecutiveFailures++;
+      this.event(`renewal (${TRIGGER_TEXT[trigger]}) lost ${lost} mapping(s)`);
+    } else if (r.ports.some((p) => p.status === "mapped")) this.consecutiveFailures = 0;
+    this.schedule(r);
+    r.events = [...this.events];
+    this.lastReport = r;
+    if (!this.closed) this.saveState(r);
+    this.watch(r);
+  }
+
+  /** The next run: half the shortest lifetime, the permanent-lease re-check, or a retry after a loss, whichever is first. */
   private schedule(r: PortMappingReport): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const lifetimes = r.ports.filter((p) => p.status === "mapped" && p.lifetime !== null && p.lifetime > 0).map((p) => p.lifetime!);
-    if (lifetimes.length === 0) return;
-    this.timer = setTimeout(() => void this.run(), (Math.min(...lifetimes) / 2) * 1000);
+    if (this.closed) return;
+    const mapped = r.ports.filter((p) => p.status === "mapped" && p.lifetime !== null);
+    const choices: { ms: number; trigger: RunTrigger }[] = [];
+    const limited = mapped.filter((p) => p.lifetime! > 0).map((p) => p.lifetime!);
+    // RFC 6886 §3.3: renew halfway to expiry.
+    if (limited.length) choices.push({ ms: (Math.min(...limited) / 2) * 1000, trigger: "renewal" });
+    if (mapped.some((p) => p.lifetime === 0)) choices.push({ ms: this.o.permanentRecheckMs ?? DEFAULT_PERMANENT_RECHECK_MS, trigger: "recheck" });
+    if (this.consecutiveFailures > 0) {
+      choices.push({ ms: Math.min(MAX_RETRY_MS, (this.o.retryMs ?? DEFAULT_RETRY_MS) * 2 ** (this.consecutiveFailures - 1)), trigger: "retry" });
+    }
+    if (choices.length === 0) return;
+    const next = choices.reduce((a, b) => (b.ms < a.ms ? b : a));
+    const at = new Date(Date.now() + next.ms).toISOString();
+    r.nextRunAt = at;
+    for (const p of mapped) p.renewAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.run(next.trigger);
+    }, next.ms);
     this.timer.unref?.();
   }
 
+  /** Keep the announcement listener on the current gateway, and the NAT-PMP probe running while the router speaks it. */
+  private watch(r: PortMappingReport): void {
+    if (this.closed || !r.gateway) return;
+    const gateway = r.gateway;
+    const ann = this.o.announcements === undefined ? (this.o.gateway ? null : {}) : this.o.announcements;
+    if (ann && this.listener?.gateway !== gateway && !this.listening) {
+      this.listener?.l.close();
+      this.listener = null;
+      this.listening = listenForAnnouncements({ gateway, ...ann, onAnnouncement: (a) => this.announced(a, gateway) })
+        .then((l) => {
+          if (this.closed) l.close();
+          else this.listener = { gateway, l };
+        })
+        .catch((e: unknown) => this.log.warn("port mapping: cannot listen for router announcements", { err: e as Error, port: ann.port ?? 5350 }))
+        .finally(() => (this.listening = null));
+    }
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+    const every = this.o.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
+    if (every > 0 && r.natpmp === "answered") {
+      this.probeTimer = setTimeout(() => void this.probe(gateway), every);
+      this.probeTimer.unref?.();
+    }
+  }
+
+  /** RFC 6886 §3.6: ask the router's address; its epoch tells whether it restarted since the last answer. */
+  private async probe(gateway: string): Promise<void> {
+    this.probeTimer = null;
+    if (this.closed) return;
+    if (this.running) {
+      // The run's own answers are the check; probe again after it.
+      await this.running.catch(() => undefined);
+      return;
+    }
+    let verdict: EpochVerdict | null = null;
+    let address: string | null = null;
+    try {
+      const pmp = new NatPmpClient({
+        gateway,
+        ...(this.o.natpmpPort !== undefined ? { port: this.o.natpmpPort } : {}),
+        ...(this.o.natpmpTries !== undefined ? { tries: this.o.natpmpTries } : {}),
+        ...(this.o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: this.o.natpmpInitialRetryMs } : {}),
+        onEpoch: (epoch) => (verdict = this.observe("nat-pmp", epoch, gateway)),
+      });
+      address = (await pmp.externalAddress()).address;
+    } catch {
+      // No answer or a refusal: the next renewal says what is wrong.
+    }
+    if (this.closed) return;
+    const last = this.lastReport;
+    if (verdict === "reset") {
+      this.event("the router restarted (its NAT-PMP epoch went back, RFC 6886 §3.6): re-creating the mappings");
+      void this.run("router-restart");
+    } else if (address !== null && last?.externalAddress && address !== last.externalAddress) {
+      this.event(`the router's public address changed from ${last.externalAddress} to ${address}`);
+      void this.run("address-change");
+    } else if (last) this.watch(last);
+  }
+
+  /** An announcement from the gateway (RFC 6886 §3.2.1, RFC 6887 §14.1.3). */
+  private announced(a: Announcement, gateway: string): void {
+    if (this.closed || !this.lastReport) return;
+    const verdict = this.observe(a.kind, a.epoch, gateway);
+    const known = this.lastReport.externalAddress;
+    if (a.kind === "pcp") {
+      // Repeats of one ANNOUNCE carry a consistent epoch: only the first counts.
+      if (verdict === "ok") return;
+      this.event(`the router announced a restart (PCP ANNOUNCE, epoch ${a.epoch} s): re-creating the mappings`);
+      void this.run("router-restart");
+    } else if (verdict === "reset") {
+      this.event(`the router restarted (NAT-PMP announcement, epoch ${a.epoch} s): re-creating the mappings`);
+      void this.run("router-restart");
+    } else if (known !== a.address) {
+      this.event(`the router announced a new public address: ${a.address}${known ? ` (was ${known})` : ""}`);
+      void this.run("address-change");
+    }
+  }
+
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.timer = this.probeTimer = null;
+    this.listener?.l.close();
+    this.listener = null;
   }
 }

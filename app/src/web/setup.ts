@@ -13,9 +13,10 @@
  *    and continues in the admin pages. From then on /setup/ is 404 for good
  *    (a "setup closed" marker is kept even if the password were removed).
  * 3. In the admin pages, the setup wizard (authenticated) continues: domain
- *    and host name, first account, connectivity checks, the DNS records to
- *    create with a live check, then "finish" (the methods below, registered
- *    in admin-api.ts).
+ *    and host name, first account, connectivity checks (with which inbound
+ *    ports are forwarded: port 80 only matters for ACME http-01), the router
+ *    (router-api.ts), the DNS records to create with a live check, then
+ *    "finish" (the methods below, registered in admin-api.ts).
  */
 import { normalizeDomain } from "../smtp/address.ts";
 import { caaRecordValue } from "../tls/acme.ts";
@@ -30,6 +31,7 @@ import { currentDomain, currentHostname, type WebContext } from "./context.ts";
 import { checkRecords, computeRecords, zoneText, type DnsRecord } from "./dns-records.ts";
 import { ApiError } from "./http.ts";
 import { isLanAddress, isSetupHost } from "./net.ts";
+import { configuredChallenge } from "./port-mapping.ts";
 import type { RequestContext } from "./router.ts";
 import { ADMIN_AREA } from "./session.ts";
 
@@ -203,7 +205,8 @@ export function setupWizardApi(c: WebContext): ApiMethods {
     },
     connectivity: {
       handler: async () => {
-        const results = await runChecks(c.checks, currentHostname(c));
+        // The inbound ports check follows the ACME challenge (port 80 needed only for http-01) and the Router step's last report.
+        const results = await runChecks(c.checks, currentHostname(c), { challenge: configuredChallenge(c.config), router: c.portMapper?.last ?? null });
         const ip = results.find((r) => r.name === "public IP");
         if (ip?.status === "ok") c.web.setSetting("public_ipv4", ip.detail);
         return { results };
