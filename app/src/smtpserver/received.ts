@@ -102,10 +102,19 @@ export function formatReceived(i: ReceivedInfo): string {
   if (i.tls) parts.push(`(${clean(tlsVersionName(i.tls.version))} ${clean(i.tls.cipher)})`);
   parts.push(`id ${clean(i.id)}`);
   if (i.recipients.length === 1) parts.push(`for <${i.recipients[0]!.replace(/[\r\n<>]/g, "_")}>`);
-  const last = parts.length - 1;
-  parts[last] = parts[last] + ";";
-  parts.push(i.date.replace(/[\r\n]/g, " "));
-  // Fold before a part when the line would pass 78 characters (RFC 5322 §2.1.1).
+  return receivedField(parts, i.date.replace(/[\r\n]/g, " "));
+}
+
+/**
+ * A Received field from its clauses (RFC 5321 §4.4 "from", "by", "with",
+ * "id", "for", comments) and the date after the ";", folded before a clause
+ * when the line would pass 78 characters (RFC 5322 §2.1.1). The clauses
+ * must already be free of CR and LF.
+ */
+export function receivedField(clauses: readonly string[], date: string): string {
+  const parts = [...clauses];
+  parts[parts.length - 1] += ";";
+  parts.push(date);
   let out = "Received:";
   let lineLen = out.length;
   for (const p of parts) {

@@ -33,6 +33,7 @@
 import { formatAddress, type Address } from "../smtp/address.ts";
 import { open } from "node:fs/promises";
 import { formatDateRFC5322, parseAddressList } from "../smtp/header.ts";
+import { receivedField } from "../smtpserver/received.ts";
 
 export interface NamedAddress {
   name: string;
@@ -531,19 +532,5 @@ export function webmailReceived(i: WebReceivedInfo): string {
   const ip = traceToken(i.ip.includes(":") ? `IPv6:${i.ip}` : i.ip);
   const parts = [`from [${ip}]`, `([${ip}])`, `by ${traceToken(i.hostname)}`, `with ${i.https ? "HTTPS" : "HTTP"}`, `id ${traceToken(i.id)}`];
   if (i.recipients.length === 1) parts.push(`for <${i.recipients[0]!.replace(/[\r\n<>]/g, "_")}>`);
-  parts[parts.length - 1] += ";";
-  parts.push(formatDateRFC5322(i.date));
-  let out = "Received:";
-  let lineLen = out.length;
-  for (const p of parts) {
-    // Fold before a part when the line would pass 78 characters (RFC 5322 §2.1.1).
-    if (lineLen + 1 + p.length > 78 && lineLen > 9) {
-      out += "\r\n\t" + p;
-      lineLen = 1 + p.length;
-    } else {
-      out += " " + p;
-      lineLen += 1 + p.length;
-    }
-  }
-  return out + "\r\n";
+  return receivedField(parts, formatDateRFC5322(i.date));
 }
