@@ -48,7 +48,8 @@ export interface ChangedMessage extends MessageState {
   expunged: boolean;
 }
 
-interface RawRow {
+/** A messages row as read with STATE_COLS (safe integers on). */
+export interface RawRow {
   id: bigint;
   uid: bigint;
   modseq: bigint;
@@ -60,9 +61,10 @@ interface RawRow {
   expunged?: bigint;
 }
 
-const STATE_COLS = "id, uid, modseq, flags, keywords, size, received_at, saved_at";
+export const STATE_COLS = "id, uid, modseq, flags, keywords, size, received_at, saved_at";
 
-function toState(r: RawRow): MessageState {
+/** The MessageState of a row read with STATE_COLS. */
+export function toState(r: RawRow): MessageState {
   return {
     id: Number(r.id),
     uid: Number(r.uid),

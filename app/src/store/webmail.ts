@@ -6,7 +6,7 @@
  * the same whoever made them.
  */
 import type { Database } from "bun:sqlite";
-import type { MessageState } from "./imap.ts";
+import { STATE_COLS, toState, type MessageState, type RawRow } from "./imap.ts";
 
 /** A live message of an account, located. */
 export interface WebmailMessage extends MessageState {
@@ -20,35 +20,17 @@ export interface WebmailListRow extends WebmailMessage {
   structure: string | null;
 }
 
-interface Row {
-  id: bigint;
+interface Row extends RawRow {
   mailbox_id: bigint;
-  uid: bigint;
-  modseq: bigint;
-  flags: bigint;
-  keywords: string;
-  size: bigint;
-  received_at: bigint;
-  saved_at: bigint | null;
   envelope?: string | null;
   preview?: string | null;
   structure?: string | null;
 }
 
-const COLS = "id, mailbox_id, uid, modseq, flags, keywords, size, received_at, saved_at";
+const COLS = `mailbox_id, ${STATE_COLS}`;
 
 function toMessage(r: Row): WebmailMessage {
-  return {
-    id: Number(r.id),
-    mailboxId: Number(r.mailbox_id),
-    uid: Number(r.uid),
-    modseq: BigInt(r.modseq),
-    bits: Number(r.flags),
-    keywords: JSON.parse(r.keywords) as string[],
-    size: Number(r.size),
-    receivedAt: Number(r.received_at),
-    savedAt: r.saved_at === null ? null : Number(r.saved_at),
-  };
+  return { ...toState(r), mailboxId: Number(r.mailbox_id) };
 }
 
 export class WebmailStore {
