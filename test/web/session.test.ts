@@ -47,7 +47,9 @@ describe("cookies", () => {
         expect(r.status).toBe(200);
         expect(typeof r.body.csrf).toBe("string");
         expect(r.body.csrf.length).toBeGreaterThanOrEqual(32);
-        expect(c.lastSetCookies).toHaveLength(2);
+        // Session, cleared login token, and the device cookie (session.ts step 5; test/web/security.test.ts).
+        expect(c.lastSetCookies).toHaveLength(3);
+        expect(c.lastSetCookies[2]).toStartWith(`${name}device=`);
         expect(c.lastSetCookies[1]).toStartWith(`${name}login=;`);
         expect(c.lastSetCookies[1]).toContain("Max-Age=0");
         const sc = cookieAttrs(c.lastSetCookies[0]!);

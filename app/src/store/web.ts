@@ -51,6 +51,9 @@ export const SETTING_DOMAIN = "domain";
 export const SETTING_HOSTNAME = "hostname";
 
 /** Random octets as lower-case hex. */
+/** Live web sessions kept per user (the admin, or one account); a new login beyond ends the least recently used. */
+export const MAX_SESSIONS_PER_USER = 50;
+
 export function randomHex(octets: number): string {
   const b = new Uint8Array(octets);
   crypto.getRandomValues(b);
@@ -160,6 +163,12 @@ export class WebStore {
       this.db
         .query("INSERT INTO web_sessions (token_hash, kind, account_id, csrf, created_at, last_used_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
         .run(row.token_hash, row.kind, row.account_id, row.csrf, row.created_at, row.last_used_at, row.expires_at);
+      // At most MAX_SESSIONS_PER_USER live sessions per user: the least recently used beyond end (bounded rows per account).
+      this.db
+        .query(
+          `DELETE FROM web_sessions WHERE token_hash IN (SELECT token_hash FROM web_sessions WHERE kind = ? AND account_id IS ? ORDER BY last_used_at DESC, created_at DESC LIMIT -1 OFFSET ${MAX_SESSIONS_PER_USER})`,
+        )
+        .run(kind, accountId);
     })();
     return { token, session: toSession(row) };
   }

@@ -50,6 +50,8 @@ export function securityHeaders(h: Headers, opts: { https: boolean }): void {
   if (!h.has("Referrer-Policy")) h.set("Referrer-Policy", "same-origin");
   h.set("Cross-Origin-Opener-Policy", "same-origin");
   h.set("Cross-Origin-Resource-Policy", "same-origin");
+  // Links in a message document must not be resolved before a click (Chromium prefetches DNS of anchors on http pages).
+  h.set("X-DNS-Prefetch-Control", "off");
   if (opts.https) h.set("Strict-Transport-Security", "max-age=31536000"); // RFC 6797; only meaningful over HTTPS
 }
 

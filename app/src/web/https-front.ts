@@ -11,6 +11,11 @@
  *    §4.1.2): SNI (RFC 6066 §3) and the offered ALPN names (RFC 7301 §3.1).
  *    Bytes that are not a TLS ClientHello, or a hello that does not complete
  *    within `helloTimeoutSeconds`, close the connection (logged at debug).
+ *    A hello may take up to 64 KiB: so that slow or half hellos cannot pile
+ *    up memory, the octets held for unfinished hellos are bounded per source
+ *    (IPv6 by /64: `maxHelloOctetsPerIp`) and in all (`maxHelloOctets`), as
+ *    is the number of connections waiting for theirs (`maxHellosPerIp`,
+ *    `maxHellos`): a connection that would go beyond is closed at once.
  * 2. "acme-tls/1" offered and a challenge pending for the SNI name: the
  *    challenge certificate answers the handshake and the connection closes
  *    (RFC 8737 §3; `answerTlsAlpnChallenge`).
@@ -31,10 +36,19 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import type { Logger } from "../log/index.ts";
+import { ipKey } from "./ratelimit.ts";
 import { acmeTlsAlpnCertificate, answerTlsAlpnChallenge, parseClientHello, secureContextCache, type FedTls } from "../tls/acme-alpn.ts";
 
 /** How long a client may take to send its ClientHello, and a challenge handshake to finish (seconds). */
 const DEFAULT_HELLO_TIMEOUT_S = 10;
+/** Connections of one source still sending their ClientHello (step 1). */
+const DEFAULT_MAX_HELLOS_PER_IP = 256;
+/** Connections still sending their ClientHello, in all. */
+const DEFAULT_MAX_HELLOS = 4096;
+/** Octets of unfinished hellos held for one source (a usual hello is 0.5 to 2 KiB, the larger with a post-quantum key share). */
+const DEFAULT_MAX_HELLO_OCTETS_PER_IP = 1024 * 1024;
+/** Octets of unfinished hellos held in all. */
+const DEFAULT_MAX_HELLO_OCTETS = 32 * 1024 * 1024;
 
 export interface ClientAddress {
   address: string;
@@ -49,6 +63,14 @@ export interface HttpsFrontOptions {
   backend(): { hostname: string; port: number };
   log: Logger;
   helloTimeoutSeconds?: number;
+  /** Default 256 (step 1). */
+  maxHellosPerIp?: number;
+  /** Default 4096 (step 1). */
+  maxHellos?: number;
+  /** Default 1 MiB (step 1). */
+  maxHelloOctetsPerIp?: number;
+  /** Default 32 MiB (step 1). */
+  maxHelloOctets?: number;
 }
 
 export interface HttpsFront {
@@ -89,6 +111,10 @@ interface Conn {
   timer: ReturnType<typeof setTimeout> | null;
   fed: FedTls | null;
   remote: ClientAddress;
+  /** The source key while the connection counts as waiting for its hello (step 1), else null. */
+  helloKey: string | null;
+  /** Octets of the unfinished hello counted for its source (step 1). */
+  helloOctets: number;
   /** Local port of the internal connection while it is mapped. */
   internalPort: number | null;
   toBackend: Lane;
@@ -122,6 +148,38 @@ export function startHttpsFront(opts: HttpsFrontOptions): HttpsFront {
   const helloTimeoutMs = (opts.helloTimeoutSeconds ?? DEFAULT_HELLO_TIMEOUT_S) * 1000;
   const contextFor = secureContextCache();
   const open = new Set<Conn>();
+  const maxHellosPerIp = opts.maxHellosPerIp ?? DEFAULT_MAX_HELLOS_PER_IP;
+  const maxHellos = opts.maxHellos ?? DEFAULT_MAX_HELLOS;
+  const maxOctetsPerIp = opts.maxHelloOctetsPerIp ?? DEFAULT_MAX_HELLO_OCTETS_PER_IP;
+  const maxOctets = opts.maxHelloOctets ?? DEFAULT_MAX_HELLO_OCTETS;
+  /** Connections waiting for their hello and the octets held for them, by source key (step 1). */
+  const hellos = new Map<string, { conns: number; octets: number }>();
+  let helloTotal = 0;
+  let helloOctetsTotal = 0;
+  /** The connection no longer waits for its hello (once). */
+  const leaveHello = (c: Conn): void => {
+    if (c.helloKey === null) return;
+    const e = hellos.get(c.helloKey);
+    if (e) {
+      e.conns--;
+      e.octets -= c.helloOctets;
+      if (e.conns <= 0) hellos.delete(c.helloKey);
+    }
+    helloTotal--;
+    helloOctetsTotal -= c.helloOctets;
+    c.helloOctets = 0;
+    c.helloKey = null;
+  };
+  /** Count `n` more hello octets of `c`; false when that goes beyond a bound (the caller closes). */
+  const holdHello = (c: Conn, n: number): boolean => {
+    const e = c.helloKey === null ? undefined : hellos.get(c.helloKey);
+    if (!e) return true;
+    if (e.octets + n > maxOctetsPerIp || helloOctetsTotal + n > maxOctets) return false;
+    e.octets += n;
+    helloOctetsTotal += n;
+    c.helloOctets += n;
+    return true;
+  };
   /** Internal connection local port → the real client. */
   const byInternalPort = new Map<number, { conn: Conn; client: ClientAddress }>();
   let stopped = false;
@@ -150,6 +208,7 @@ export function startHttpsFront(opts: HttpsFrontOptions): HttpsFront {
   const clientClosed = (c: Conn): void => {
     if (c.clientGone) return;
     c.clientGone = true;
+    leaveHello(c);
     clearTimer(c);
     c.fed?.closed();
     if (c.backend && !c.backendGone) {
@@ -255,6 +314,7 @@ export function startHttpsFront(opts: HttpsFrontOptions): HttpsFront {
     const hello = parseClientHello(c.hello);
     if (hello.kind === "incomplete") return;
     clearTimer(c);
+    leaveHello(c);
     if (hello.kind === "invalid") {
       log.debug("https front: not a TLS ClientHello, closed", { reason: hello.reason, remote: c.remote.address });
       c.phase = "closed";
@@ -291,6 +351,8 @@ export function startHttpsFront(opts: HttpsFrontOptions): HttpsFront {
           timer: null,
           fed: null,
           remote: { address: s.remoteAddress, port: s.remotePort },
+          helloKey: null,
+          helloOctets: 0,
           internalPort: null,
           toBackend: { queue: [], endAfter: false },
           toClient: { queue: [], endAfter: false },
@@ -299,8 +361,21 @@ export function startHttpsFront(opts: HttpsFrontOptions): HttpsFront {
         };
         s.data = c;
         open.add(c);
+        const key = ipKey(s.remoteAddress);
+        if ((hellos.get(key)?.conns ?? 0) >= maxHellosPerIp || helloTotal >= maxHellos) {
+          log.debug("https front: too many connections waiting for their ClientHello, closed", { remote: c.remote.address, source: key, waiting: helloTotal });
+          c.phase = "closed";
+          s.end();
+          return;
+        }
+        c.helloKey = key;
+        const e = hellos.get(key) ?? { conns: 0, octets: 0 };
+        e.conns++;
+        hellos.set(key, e);
+        helloTotal++;
         c.timer = setTimeout(() => {
           log.debug("https front: no complete ClientHello in time, closed", { remote: c.remote.address, octets: c.hello.length });
+          leaveHello(c);
           c.phase = "closed";
           s.end();
         }, helloTimeoutMs);
@@ -309,6 +384,14 @@ export function startHttpsFront(opts: HttpsFrontOptions): HttpsFront {
         const c = s.data;
         switch (c.phase) {
           case "hello": {
+            if (!holdHello(c, chunk.length)) {
+              log.debug("https front: too many ClientHello octets waiting from this source, closed", { remote: c.remote.address, source: c.helloKey, octets: c.hello.length });
+              leaveHello(c);
+              clearTimer(c);
+              c.phase = "closed";
+              s.end();
+              return;
+            }
             const joined = new Uint8Array(c.hello.length + chunk.length);
             joined.set(c.hello);
             joined.set(chunk, c.hello.length);

@@ -24,6 +24,7 @@ export function loginApi(c: WebContext, area: Area): ApiMethods {
       handler: async ({ ctx, params, cookies }) => {
         const r = await c.sessions.login(ctx, area, str(params, "loginToken"), optStr(params, "username") ?? "", str(params, "password", { max: 1024 }));
         cookies.push(r.setCookie, r.clearLoginCookie);
+        if (r.deviceCookie) cookies.push(r.deviceCookie);
         return { csrf: r.csrf, user: r.user };
       },
     },

@@ -7,7 +7,14 @@
  * 2. Failed attempts are counted for the account name tried, so guessing one
  *    account's password from many IPs is slow too, while its owner's
  *    successful logins never lock it.
- * 3. A key is refused while any of its windows is full; the caller answers
+ * 3. An attacker must not be able to lock the owner out for good by failing
+ *    on purpose (OWASP "device cookies"): failures are counted per account
+ *    *and* per kind of client (session.ts picks the bucket): a browser that
+ *    logged in to this account before (a valid device cookie) has a budget
+ *    of its own, and untrusted clients on the LAN one apart from untrusted
+ *    clients on the internet. Failures from the internet therefore never
+ *    lock out the owner's browser, nor a fresh browser at home.
+ * 4. A key is refused while any of its windows is full; the caller answers
  *    429 with Retry-After (RFC 6585 §4).
  * Counters live in memory: a restart forgets them, which costs an attacker a
  * reboot per window, not a bypass.
@@ -101,6 +108,10 @@ export function ipKey(ipIn: string): string {
   return g.slice(0, 4).map((x) => x.toString(16)).join(":") + "::/64";
 }
 
+function accountKey(account: string, bucket: string): string {
+  return bucket === "" ? account.toLowerCase() : `${account.toLowerCase()}\n${bucket}`;
+}
+
 export class LoginRateLimiter {
   private readonly ip: SlidingLimiter;
   private readonly account: SlidingLimiter;
@@ -113,17 +124,19 @@ export class LoginRateLimiter {
   /**
    * Count an attempt from `ip` for `account` ("admin" for the admin login)
    * if allowed. Returns 0 when the attempt may proceed, otherwise the
-   * milliseconds to wait (nothing counted).
+   * milliseconds to wait (nothing counted). `bucket` names the kind of
+   * client whose failures this attempt shares (step 3; "" = one bucket for
+   * all, as before).
    */
-  begin(ip: string, account: string): number {
-    const wait = Math.max(this.ip.retryAfter(ipKey(ip)), this.account.retryAfter(account.toLowerCase()));
+  begin(ip: string, account: string, bucket = ""): number {
+    const wait = Math.max(this.ip.retryAfter(ipKey(ip)), this.account.retryAfter(accountKey(account, bucket)));
     if (wait > 0) return wait;
     this.ip.add(ipKey(ip));
     return 0;
   }
 
-  /** Record the outcome of an attempt that `begin` allowed. */
-  end(account: string, ok: boolean): void {
-    if (!ok) this.account.add(account.toLowerCase());
+  /** Record the outcome of an attempt that `begin` allowed (same `bucket`). */
+  end(account: string, ok: boolean, bucket = ""): void {
+    if (!ok) this.account.add(accountKey(account, bucket));
   }
 }

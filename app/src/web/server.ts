@@ -21,7 +21,8 @@ import { deviceChecks, resolverLookup, type ConnectivityChecks } from "./checks.
 import type { WebContext } from "./context.ts";
 import type { DnsLookup } from "./dns-records.ts";
 import { ApiError, apiErrorResponse, htmlResponse, notFound, securityHeaders } from "./http.ts";
-import { unmapIp } from "./net.ts";
+import { hostOfHeader, isLanAddress, isSetupHost, unmapIp } from "./net.ts";
+import { isIP } from "node:net";
 import { DEFAULT_LOGIN_LIMITS, LoginRateLimiter, type LoginLimits } from "./ratelimit.ts";
 import { Router, type RequestContext } from "./router.ts";
 import { ACCOUNT_AREA, ADMIN_AREA, CSRF_FIELD, Sessions, type Area, type SessionOptions } from "./session.ts";
@@ -113,6 +114,11 @@ function defaultAdvertiser(config: Config): SetupAdvertiser | null {
 export class WebApp {
   readonly ctx: WebContext;
   private readonly router = new Router();
+  /**
+   * The port HTTPS is served on (set by startWebServers once bound); null:
+   * no HTTPS, plain HTTP is then never redirected.
+   */
+  httpsPort: number | null = null;
 
   constructor(private readonly opts: WebOptions) {
     const web = new WebStore(opts.store.db);
@@ -192,6 +198,40 @@ export class WebApp {
     r.post("/autodiscover/autodiscover.xml", (ctx) => this.autodiscover(ctx));
     r.post("/Autodiscover/Autodiscover.xml", (ctx) => this.autodiscover(ctx));
     r.get(`${ACCOUNT_AREA.path}mobileconfig`, (ctx) => this.mobileconfig(ctx));
+  }
+
+  /**
+   * Is the Host of this request one of our names? A defence against DNS
+   * rebinding (a remote page whose name the attacker points at our address
+   * talks to us as its own origin, so Origin checks pass): the names setup
+   * accepts (letterbox.local, localhost, the DHCP names, the configured and
+   * the current host name), any name at or under one of our local domains
+   * (only their owner's DNS can point those at us), the ACME names, and IP
+   * literals (an origin of its own, never the attacker's).
+   */
+  private ourHost(ctx: RequestContext): boolean {
+    const h = hostOfHeader(ctx.req.headers.get("host") ?? ctx.url.host);
+    if (!h) return false;
+    if (isIP(h) !== 0) return true;
+    const c = this.ctx;
+    if (h === currentHostname(c).toLowerCase()) return true;
+    if (isSetupHost(h, { hostname: c.config.hostname, deviceName: c.deviceName, extra: c.setupHosts, searchDomains: c.dhcpSearchDomains() })) return true;
+    if (c.acme?.hosts().some((n) => n.toLowerCase() === h)) return true;
+    const labels = h.split(".");
+    for (let i = 0; i < labels.length - 1; i++) if (this.localDomain(labels.slice(i).join("."))) return true;
+    return false;
+  }
+
+  /** Paths that answer the same under any Host (or check it themselves): no session, no state; "/" only redirects. */
+  private publicDocument(path: string): boolean {
+    return (
+      path === "/" ||
+      path === "/setup" ||
+      path.startsWith("/setup/") ||
+      path.startsWith("/.well-known/") ||
+      path === "/mail/config-v1.1.xml" ||
+      path.toLowerCase() === "/autodiscover/autodiscover.xml"
+    );
   }
 
   /** The Host header's name: lower case, without port or final dot. */
@@ -336,7 +376,18 @@ export class WebApp {
     let res: Response;
     try {
       const m = this.router.match(req.method, url.pathname);
-      if (!m) res = notFound();
+      // DNS rebinding (ourHost) on every page, API and asset. Exempt: the setup (its own stricter
+      // check answers 404, setup.ts), ACME challenges, and the public client documents (they check their names themselves).
+      if (!this.publicDocument(url.pathname) && !this.ourHost(ctx)) {
+        log.warn("request for a host name that is not ours refused (DNS rebinding?)", { host: req.headers.get("host") ?? "", ip: ctx.ip });
+        res = new Response("421 misdirected request: not a name of this server\n", { status: 421, headers: { "Content-Type": "text/plain; charset=utf-8" } }); // RFC 9110 §15.5.20
+      } else if (!https && this.httpsPort !== null && !isLanAddress(ctx.ip) && /^\/(admin|account|webmail)(\/|$)/.test(url.pathname)) {
+        // Passwords and sessions never cross the internet in clear: pages and APIs redirect to HTTPS
+        // (RFC 9110 §15.4.9, method kept), where HSTS then keeps the browser. The LAN keeps HTTP (setup, letterbox.local).
+        const host = hostOfHeader(ctx.req.headers.get("host") ?? url.host)!;
+        const authority = `${host.includes(":") ? `[${host}]` : host}${this.httpsPort === 443 ? "" : `:${this.httpsPort}`}`;
+        res = new Response(null, { status: 308, headers: { Location: `https://${authority}${url.pathname}${url.search}` } });
+      } else if (!m) res = notFound();
       else if ("allow" in m) res = new Response("405 method not allowed\n", { status: 405, headers: { Allow: m.allow.join(", ") } });
       else {
         ctx.params = m.params;
@@ -474,6 +525,7 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
               });
               if (svc.port === 0 && !app.ctx.portMapper?.boundPorts.has(kind)) app.ctx.portMapper?.boundPorts.set(kind, f.port);
               addresses.push({ listener: l.name, kind, host: ip, port: f.port, internalPort: internal.current().port ?? 0 });
+              app.httpsPort ??= f.port;
               continue;
             }
             const hs = hotSwapOnCertificateChange<ReturnType<typeof Bun.serve>>(
@@ -483,12 +535,14 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
             );
             servers.push({ stop: (force) => hs.close(force ?? true) });
             addresses.push({ listener: l.name, kind, host: ip, port: hs.current().port ?? svc.port });
+            app.httpsPort ??= hs.current().port ?? svc.port;
             continue;
           }
           const server = serve(svc.port, https && opts.tls ? { cert: opts.tls.certPem, key: opts.tls.keyPem } : null);
           if (svc.port === 0 && server.port && !app.ctx.portMapper?.boundPorts.has(kind)) app.ctx.portMapper?.boundPorts.set(kind, server.port);
           servers.push(server);
           addresses.push({ listener: l.name, kind, host: ip, port: server.port ?? svc.port });
+          if (https) app.httpsPort ??= server.port ?? svc.port;
         }
       }
     }

@@ -16,10 +16,19 @@
  *    "user:badAuth".
  * 4. A session is extended on use; `logout` ends it; a password change ends
  *    the user's other sessions and keeps the current one.
+ * 5. A successful login also sets a long-lived device cookie (HttpOnly,
+ *    SameSite=Strict, Path=<area>api/login): an HMAC, under a key kept in the
+ *    settings, of the area, the user and a random value. A later login of
+ *    the same user from that browser counts its failures in a budget of its
+ *    own (ratelimit.ts step 3), so an attacker failing on purpose from
+ *    elsewhere cannot lock the owner out.
  */
+import { createHmac } from "node:crypto";
 import type { Store } from "../store/index.ts";
-import { WebStore, type WebSession, type WebSessionKind } from "../store/web.ts";
+import { randomHex, WebStore, type WebSession, type WebSessionKind } from "../store/web.ts";
 import { ApiError, parseCookies, setCookie } from "./http.ts";
+import { isLanAddress } from "./net.ts";
+import { localPartKey, parseAddress } from "../smtp/address.ts";
 import { LoginRateLimiter } from "./ratelimit.ts";
 import type { RequestContext } from "./router.ts";
 
@@ -29,10 +38,17 @@ export interface Area {
   path: "/admin/" | "/account/";
   cookie: string;
   loginCookie: string;
+  /** The device cookie (step 5). */
+  deviceCookie: string;
 }
 
-export const ADMIN_AREA: Area = { kind: "admin", path: "/admin/", cookie: "lbadmin", loginCookie: "lbadminlogin" };
-export const ACCOUNT_AREA: Area = { kind: "account", path: "/account/", cookie: "lbaccount", loginCookie: "lbaccountlogin" };
+export const ADMIN_AREA: Area = { kind: "admin", path: "/admin/", cookie: "lbadmin", loginCookie: "lbadminlogin", deviceCookie: "lbadmindevice" };
+export const ACCOUNT_AREA: Area = { kind: "account", path: "/account/", cookie: "lbaccount", loginCookie: "lbaccountlogin", deviceCookie: "lbaccountdevice" };
+
+/** The setting holding the device cookies' HMAC key (hex). */
+export const SETTING_DEVICE_KEY = "login_device_key";
+/** Seconds a device cookie is kept by the browser. */
+const DEVICE_COOKIE_SECONDS = 365 * 24 * 3600;
 
 /** Header carrying the CSRF value on API calls. */
 export const CSRF_HEADER = "x-csrf";
@@ -67,6 +83,24 @@ export interface LoginResult {
   setCookie: string;
   /** Removes the used login-token cookie (one login per token). */
   clearLoginCookie: string;
+  /** A new device cookie (step 5), or null when the browser's is still valid. */
+  deviceCookie: string | null;
+}
+
+/**
+ * The name a login is counted under (ratelimit.ts): every spelling of one
+ * address the same (quoted or escaped local part, domain case, final dot:
+ * RFC 5321 §2.4, §4.1.2), else the typed name, so that no spelling gets a
+ * failure budget of its own.
+ */
+export function limiterName(username: string): string {
+  const t = username.trim();
+  try {
+    const a = parseAddress(t);
+    return `${localPartKey(a.localPart)}@${a.domain.toLowerCase().replace(/\.$/, "")}`;
+  } catch {
+    return t.toLowerCase();
+  }
 }
 
 export class Sessions {
@@ -83,6 +117,28 @@ export class Sessions {
     this.granularityMs = opts.touchGranularityMs ?? 60_000;
   }
 
+  /** The device cookies' HMAC key, made on first use and kept in the settings (a restart keeps devices trusted). */
+  private deviceKey(): string {
+    let k = this.web.getSetting(SETTING_DEVICE_KEY);
+    if (k === null) {
+      k = randomHex(32);
+      this.web.setSetting(SETTING_DEVICE_KEY, k);
+    }
+    return k;
+  }
+
+  private deviceMac(area: Area, user: string, nonce: string): string {
+    return createHmac("sha256", this.deviceKey()).update(`${area.kind}\n${user.toLowerCase()}\n${nonce}`).digest("hex");
+  }
+
+  /** The nonce of this request's device cookie when it was issued to `user` in `area`, else null. */
+  private deviceOf(ctx: RequestContext, area: Area, user: string): string | null {
+    const v = parseCookies(ctx.req.headers.get("cookie")).get(area.deviceCookie);
+    const m = v ? /^([0-9a-f]{32})\.([0-9a-f]{64})$/.exec(v) : null;
+    if (!m || !sameSecret(m[2]!, this.deviceMac(area, user, m[1]!))) return null;
+    return m[1]!;
+  }
+
   /** A fresh login token: the cookie to set and the value the page sends back with `login`. */
   loginPrep(ctx: RequestContext, area: Area): { token: string; setCookie: string } {
     const token = crypto.randomUUID().replaceAll("-", "");
@@ -97,8 +153,12 @@ export class Sessions {
   async login(ctx: RequestContext, area: Area, loginToken: string, username: string, password: string): Promise<LoginResult> {
     const cookieToken = parseCookies(ctx.req.headers.get("cookie")).get(area.loginCookie);
     if (!cookieToken || !sameSecret(cookieToken, loginToken)) throw new ApiError("user:error", "login token missing or stale, reload the page and try again");
-    const who = area.kind === "admin" ? "admin" : username.trim();
-    const wait = this.limiter.begin(ctx.ip, who);
+    const typed = username.trim();
+    const who = area.kind === "admin" ? "admin" : limiterName(typed);
+    // ratelimit.ts step 3: a known browser has its own failure budget; unknown ones share the LAN's or the internet's.
+    const device = this.deviceOf(ctx, area, who);
+    const bucket = device ? `device:${device}` : isLanAddress(ctx.ip) ? "lan" : "net";
+    const wait = this.limiter.begin(ctx.ip, who, bucket);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
       ctx.log.warn("login rate limited", { area: area.kind, user: who, ip: ctx.ip });
@@ -108,16 +168,16 @@ export class Sessions {
     let user = "admin";
     if (area.kind === "admin") {
       const ok = await this.web.verifyAdminPassword(password);
-      this.limiter.end(who, ok);
+      this.limiter.end(who, ok, bucket);
       if (!ok) {
         ctx.log.info("login failed", { area: area.kind, ip: ctx.ip });
         throw new ApiError("user:badAuth", "bad password");
       }
     } else {
-      const acc = who === "" ? null : await this.store.verifyPassword(who, password);
-      this.limiter.end(who, acc !== null);
+      const acc = typed === "" ? null : await this.store.verifyPassword(typed, password);
+      this.limiter.end(who, acc !== null, bucket);
       if (!acc) {
-        ctx.log.info("login failed", { area: area.kind, user: who, ip: ctx.ip });
+        ctx.log.info("login failed", { area: area.kind, user: typed, ip: ctx.ip });
         throw new ApiError("user:badAuth", "bad user name or password");
       }
       accountId = acc.id;
@@ -125,11 +185,18 @@ export class Sessions {
     }
     const { token, session } = this.web.createSession(area.kind, accountId, this.lifetimeMs);
     ctx.log.info("login", { area: area.kind, user, ip: ctx.ip });
+    let deviceCookie: string | null = null;
+    if (!device) {
+      const nonce = randomHex(16);
+      // Sent back only to the login call: no other request carries it.
+      deviceCookie = setCookie(area.deviceCookie, `${nonce}.${this.deviceMac(area, who, nonce)}`, { path: `${area.path}api/login`, secure: ctx.https, maxAge: DEVICE_COOKIE_SECONDS });
+    }
     return {
       csrf: session.csrf,
       user,
       setCookie: setCookie(area.cookie, token, { path: area.path, secure: ctx.https }),
       clearLoginCookie: setCookie(area.loginCookie, "", { path: area.path, secure: ctx.https, maxAge: 0 }),
+      deviceCookie,
     };
   }
 
@@ -141,6 +208,7 @@ export class Sessions {
       user: area.kind === "admin" ? "admin" : "",
       setCookie: setCookie(area.cookie, token, { path: area.path, secure: ctx.https }),
       clearLoginCookie: setCookie(area.loginCookie, "", { path: area.path, secure: ctx.https, maxAge: 0 }),
+      deviceCookie: null,
     };
   }
 
