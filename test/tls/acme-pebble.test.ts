@@ -14,75 +14,40 @@
  *    certificates here), keeps the host key: the TLSA hash does not change.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import * as dgram from "node:dgram";
 import { X509Certificate } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import * as tls from "node:tls";
-import dnsPacket from "dns-packet";
 import { Logger, setLogSink } from "../../app/src/log/index.ts";
-import { generateCertificate } from "../../app/src/tls/generate.ts";
 import { openKeyStore, spkiSha256OfKeyPem, type KeyStore } from "../../app/src/tls/keystore.ts";
 import { AcmeCertManager, AcmeError, acmeHttpChallengeHandler, caaRecordValue } from "../../app/src/tls/acme.ts";
 import { startTlsAlpnResponder, type TlsAlpnResponder } from "../../app/src/tls/acme-alpn.ts";
 import { bunServeTlsEntries, certificateForServerName, hotSwapOnCertificateChange } from "../../app/src/tls/acme-sni.ts";
 import { spkiSha256Hex } from "../../app/src/tls/spki.ts";
-import { randomFreePort, waitForPort } from "../helpers/ports.ts";
-import { requireBin, runCommand, spawnServer, type SpawnedServer } from "../helpers/process.ts";
+import { startFakeDns, startPebble, type FakeDns, type Pebble } from "../helpers/pebble.ts";
+import { randomFreePort } from "../helpers/ports.ts";
+import { runCommand } from "../helpers/process.ts";
+import { tlsProbe as tlsProbeWith, type TlsProbe } from "../helpers/tls-probe.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 
 const HOST = "mail.letterbox.test";
 const ALPN_HOST = "alpn.letterbox.test";
 const UNKNOWN_HOST = "nxdomain.letterbox.test";
-const KNOWN = new Set([HOST, ALPN_HOST]);
 const VALIDITY_S = 15;
 
 let tmp: TmpDir;
-let pebble: SpawnedServer | null = null;
-let dns: dgram.Socket | null = null;
+let pebble: Pebble | null = null;
+let dns: FakeDns | null = null;
 let httpResponder: ReturnType<typeof Bun.serve> | null = null;
 let alpnResponder: TlsAlpnResponder | null = null;
-let directoryUrl = "";
-let directoryCaPem = "";
-let pebbleRootPem = "";
 let keys: KeyStore;
 const logLines: string[] = [];
 let prevSink: ((l: string) => void) | null = null;
 const managers: AcmeCertManager[] = [];
 
-function startFakeDns(): Promise<dgram.Socket> {
-  return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket("udp4");
-    sock.on("message", (msg, rinfo) => {
-      let q: dnsPacket.Packet;
-      try {
-        q = dnsPacket.decode(msg);
-      } catch {
-        return;
-      }
-      const question = q.questions?.[0];
-      if (!question) return;
-      const name = question.name.toLowerCase().replace(/\.$/, "");
-      const known = KNOWN.has(name);
-      const answers: dnsPacket.Answer[] = known && question.type === "A" ? [{ type: "A", name: question.name, ttl: 60, data: "127.0.0.1" }] : [];
-      const reply = dnsPacket.encode({
-        id: q.id,
-        type: "response",
-        flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | (known ? 0 : 3), // rcode 3: NXDOMAIN
-        questions: q.questions,
-        answers,
-      });
-      sock.send(reply, rinfo.port, rinfo.address);
-    });
-    sock.once("error", reject);
-    sock.bind(0, "127.0.0.1", () => resolve(sock));
-  });
-}
-
 function newManager(challenge: "http-01" | "tls-alpn-01", extra: Partial<ConstructorParameters<typeof AcmeCertManager>[1]> = {}): AcmeCertManager {
   const m = new AcmeCertManager(keys, {
-    directoryUrl,
-    directoryCaPem,
+    directoryUrl: pebble!.directoryUrl,
+    directoryCaPem: pebble!.caPem,
     agreeTermsOfService: true,
     contactEmail: "postmaster@letterbox.test",
     challenge,
@@ -98,56 +63,20 @@ function newManager(challenge: "http-01" | "tls-alpn-01", extra: Partial<Constru
 }
 
 /** TLS client that trusts only pebble's root: resolves with the peer leaf and whether it verified. */
-function tlsProbe(port: number, servername: string, socket?: import("node:net").Socket): Promise<{ authorized: boolean; error: string | null; leaf: X509Certificate }> {
-  return new Promise((resolve, reject) => {
-    const s = tls.connect({ ...(socket ? { socket } : { host: "127.0.0.1", port }), servername, ca: pebbleRootPem, rejectUnauthorized: false }, () => {
-      const raw = s.getPeerCertificate(true).raw;
-      const res = { authorized: s.authorized, error: s.authorizationError ? String(s.authorizationError) : null, leaf: new X509Certificate(raw) };
-      s.destroy();
-      resolve(res);
-    });
-    s.on("error", reject);
-    s.setTimeout(5000, () => reject(new Error("tls probe timeout")));
-  });
+function tlsProbe(port: number, servername: string): Promise<TlsProbe> {
+  return tlsProbeWith({ port, servername, ca: pebble!.rootPem });
 }
 
 beforeAll(async () => {
-  requireBin("pebble", "pebble");
   prevSink = setLogSink((l) => logLines.push(l));
   tmp = tmpDir("acme");
-  const pebbleCert = await generateCertificate({ commonName: "localhost", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], days: 2, usage: "server" });
-  directoryCaPem = pebbleCert.certPem;
-  writeFileSync(join(tmp.path, "pebble-cert.pem"), pebbleCert.certPem);
-  writeFileSync(join(tmp.path, "pebble-key.pem"), pebbleCert.keyPem, { mode: 0o600 });
-  dns = await startFakeDns();
-  const dnsPort = (dns.address() as { port: number }).port;
-  const [acmePort, mgmtPort, httpPort, tlsPort] = [await randomFreePort(), await randomFreePort(), await randomFreePort(), await randomFreePort()];
+  // A, 127.0.0.1 for the two test hosts; NXDOMAIN for UNKNOWN_HOST and everything else.
+  dns = await startFakeDns([HOST, ALPN_HOST]);
+  const httpPort = await randomFreePort();
+  const tlsPort = await randomFreePort();
   httpResponder = Bun.serve({ hostname: "127.0.0.1", port: httpPort, fetch: (req) => acmeHttpChallengeHandler(req) ?? new Response("not found", { status: 404 }) });
-  alpnResponder = startTlsAlpnResponder({ hostname: "127.0.0.1", port: tlsPort!, log: new Logger({ room: "tls" }) });
-  const config = {
-    pebble: {
-      listenAddress: `127.0.0.1:${acmePort}`,
-      managementListenAddress: `127.0.0.1:${mgmtPort}`,
-      certificate: join(tmp.path, "pebble-cert.pem"),
-      privateKey: join(tmp.path, "pebble-key.pem"),
-      httpPort,
-      tlsPort,
-      ocspResponderURL: "",
-      externalAccountBindingRequired: false,
-      certificateValidityPeriod: VALIDITY_S,
-    },
-  };
-  writeFileSync(join(tmp.path, "pebble.json"), JSON.stringify(config));
-  pebble = await spawnServer(["pebble", "-config", join(tmp.path, "pebble.json"), "-dnsserver", `127.0.0.1:${dnsPort}`], {
-    readyPattern: /ACME directory available/,
-    // No artificial validation sleeps, no nonce rejections, fresh authorizations for every order.
-    env: { PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
-  });
-  await waitForPort(acmePort!);
-  directoryUrl = `https://127.0.0.1:${acmePort}/dir`;
-  const root = await fetch(`https://127.0.0.1:${mgmtPort}/roots/0`, { tls: { ca: directoryCaPem } });
-  expect(root.status).toBe(200);
-  pebbleRootPem = await root.text();
+  alpnResponder = startTlsAlpnResponder({ hostname: "127.0.0.1", port: tlsPort, log: new Logger({ room: "tls" }) });
+  pebble = await startPebble({ dir: tmp.path, dnsPort: dns.port, httpPort, tlsPort, validitySeconds: VALIDITY_S });
   keys = openKeyStore(join(tmp.path, "data"));
 }, 60_000);
 
@@ -156,7 +85,7 @@ afterAll(async () => {
   alpnResponder?.stop();
   httpResponder?.stop(true);
   dns?.close();
-  await pebble?.kill();
+  await pebble?.stop();
   if (prevSink) setLogSink(prevSink);
   tmp?.cleanup();
 });
@@ -227,7 +156,7 @@ test("HTTP-01: issues, serves on Bun.serve (SNI) and SMTP STARTTLS, renews with 
       },
     });
     try {
-      writeFileSync(join(tmp.path, "root.pem"), pebbleRootPem);
+      writeFileSync(join(tmp.path, "root.pem"), pebble!.rootPem);
       // A real third-party client: openssl s_client does the SMTP dialogue and verifies against pebble's root.
       const r = await runCommand(
         ["openssl", "s_client", "-connect", `127.0.0.1:${smtp.port}`, "-starttls", "smtp", "-servername", HOST, "-verify_hostname", HOST, "-CAfile", join(tmp.path, "root.pem"), "-verify_return_error", "-brief"],

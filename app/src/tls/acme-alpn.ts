@@ -310,6 +310,8 @@ export function secureContextCache(): (p: TlsPair) => tls.SecureContext {
  * logged and close the socket.
  */
 export function answerTlsAlpnChallenge(out: RawSocketOut, first: Uint8Array, secureContext: tls.SecureContext, info: { serverName: string | null; remote: string }, log: Logger): FedTls {
+  // Logged before the handshake: a validator may close before our side sees the handshake complete.
+  log.info("tls-alpn-01 challenge connection", { host: info.serverName ?? "", remote: info.remote });
   // RFC 8737 §3: the server negotiates "acme-tls/1" for the challenge.
   const fed = tlsOverRawSocket(out, first, { secureContext, ALPNProtocols: [ACME_TLS_ALPN_PROTOCOL] });
   fed.tls.on("error", (e) => {
