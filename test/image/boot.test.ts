@@ -7,9 +7,15 @@
  * 2. SMTP answers with its banner and HTTP with 200 on 127.0.0.1 ports
  *    forwarded to the guest's 25 and 80; avahi has the setup page's service.
  * 3. An update bundle of the same release (version + 1), signed with the test
- *    key whose public half the test image trusts, is read by the guest from a
- *    second disk (`letterbox update apply /mnt/good.bundle`), armed, rebooted
- *    into: slot B boots and the health check commits it.
+ *    key whose public half the test image trusts, is fetched by the guest over
+ *    HTTP as a device owner would: logged in as root over SSH, with the host
+ *    serving the bundle through a reverse tunnel (`ssh -R 127.0.0.1:G:127.0.0.1:H`,
+ *    so the guest's URL is http://127.0.0.1:G/update.bundle and nothing but
+ *    loopback is ever a target). The host's server (test/system/flaky-http.ts)
+ *    cuts the connection twice mid-body and stalls once: the download resumes
+ *    with Range + If-Range each time (the server sees the requests, the
+ *    device's journal the resumes), the images' sha256 match, the slot is
+ *    armed, rebooted into: slot B boots and the health check commits it.
  *    SSH: a key added through the panel's API (admin session + CSRF) starts
  *    sshd and opens TCP 22 (root logs in with it; the host key is the one the
  *    panel shows); after the update's reboot the host key is the same; the
@@ -19,7 +25,8 @@
  *    The machine id: the first boot is the first boot (ConditionFirstBoot),
  *    its id is saved in the U-Boot environment, and the boot after the update
  *    has the same id and is not a first boot.
- * 4. A broken update (a root image that does not mount) is applied to slot A:
+ * 4. A broken update (a root image that does not mount), read by the guest
+ *    from a second disk (`letterbox update apply /mnt/broken.bundle`), is applied to slot A:
  *    the trial boot fails (initramfs panic, panic=10 reboots), its one try is
  *    spent, U-Boot boots slot B again, and the update is recorded as rolled back.
  *
@@ -31,8 +38,11 @@ import { test, expect, afterAll } from "bun:test";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "node:net";
+import type { Subprocess } from "bun";
 import { tmpDir } from "../helpers/tmp.ts";
+import { RANDOM_PORT_RANGE } from "../helpers/ports.ts";
 import { startVm, type Vm } from "./qemu-vm.ts";
+import { FlakyHttpServer, OLD_DATE, type Plan } from "../system/flaky-http.ts";
 import { Client } from "../web/harness.ts";
 import { parseSshPublicKey } from "../../app/src/system/ssh-keys.ts";
 import type { SshView } from "../../app/src/web/ssh-api.ts";
@@ -45,7 +55,17 @@ const BOOT_MS = 8 * 60_000;
 let vm: Vm | undefined;
 const tmp = enabled ? tmpDir("letterbox-boot-") : undefined;
 
+/** Host processes that outlive one call (the ssh session carrying the tunnel): killed in afterAll if still running. */
+const children = new Set<Subprocess>();
+let bundleServer: FlakyHttpServer | undefined;
+
 afterAll(async () => {
+  for (const c of children) {
+    c.kill("SIGKILL");
+    await c.exited;
+  }
+  children.clear();
+  bundleServer?.stop();
   await vm?.stop();
   if (vm && tmp) {
     // Keep the console for the CI artifacts before the folder goes.
@@ -148,9 +168,37 @@ async function hostRun(argv: string[], secs: number): Promise<{ code: number; ou
   return { code, out, err };
 }
 
-function sshArgs(key: string, port: number, cmd: string): string[] {
+function sshArgs(key: string, port: number, cmd: string, extra: string[] = []): string[] {
   return ["ssh", "-i", key, "-p", String(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", "root@127.0.0.1", cmd];
+    "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR", ...extra, "root@127.0.0.1", cmd];
+}
+
+/**
+ * Starts a host process that may run for minutes (tracked: afterAll kills it
+ * if the test ends first). `done` resolves with its exit code and output;
+ * after `timeoutMs` it is killed (SIGKILL) and `done` says so.
+ */
+function spawnTracked(argv: string[], timeoutMs: number): { done: Promise<{ code: number; out: string; err: string; timedOut: boolean }> } {
+  const p = Bun.spawn(argv, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
+  children.add(p);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    p.kill("SIGKILL");
+  }, timeoutMs);
+  const done = Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([out, err, code]) => {
+    clearTimeout(timer);
+    children.delete(p);
+    return { code, out, err, timedOut };
+  });
+  return { done };
+}
+
+/** A logfmt line's fields (app/src/log): key=value or key="quoted \"value\"". */
+function logfmt(line: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of line.matchAll(/([A-Za-z_][\w.]*)=(?:"((?:[^"\\]|\\.)*)"|(\S*))/g)) out[m[1]!] = m[2] !== undefined ? m[2].replace(/\\(.)/g, "$1") : (m[3] ?? "");
+  return out;
 }
 
 /** Retries `ssh root@… cmd` until it succeeds (sshd starting under TCG takes a while). */
@@ -184,7 +232,8 @@ async function until(v: Vm, cmd: string, ok: (out: string) => boolean, timeoutMs
 
 /** Whether the current boot is a first boot for systemd (ConditionFirstBoot=yes holds). */
 async function firstBoot(v: Vm): Promise<boolean> {
-  const r = await v.run("systemd-analyze condition ConditionFirstBoot=yes >/dev/null 2>&1");
+  const r = await v.run("systemd-analyze condition ConditionFirstBoot=yes 2>&1");
+  // Its output (kept on the console log) says which check failed when the answer surprises.
   return r.code === 0;
 }
 
@@ -203,12 +252,11 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, greets on the console,
   await sh([sign, "--key", key, "--version", broken, "--counter", "1", "--board", "qemu-virt",
     "--image", `boot=${join(DIR, "boot.vfat")}`, "--image", `root=${join(t, "broken-root.img")}`, "--out", join(t, "broken.bundle")]);
 
-  // The guest gets them on a FAT disk (/dev/vdb), made like the image's: mkfs.vfat -C + mcopy.
+  // The broken one reaches the guest on a FAT disk (/dev/vdb), made like the image's: mkfs.vfat -C + mcopy.
   const bundles = join(t, "bundles.vfat");
-  const kib = Math.ceil((Bun.file(join(t, "good.bundle")).size + Bun.file(join(t, "broken.bundle")).size) / 1024) + 65536;
+  const kib = Math.ceil(Bun.file(join(t, "broken.bundle")).size / 1024) + 65536;
   await sh(["mkfs.vfat", "-C", "-F", "32", "-n", "BUNDLES", bundles, String(kib)]);
-  await sh(["mcopy", "-i", bundles, join(t, "good.bundle"), join(t, "broken.bundle"), "::/"]);
-  await Bun.write(join(t, "good.bundle"), "");
+  await sh(["mcopy", "-i", bundles, join(t, "broken.bundle"), "::/"]);
   await Bun.write(join(t, "broken.bundle"), "");
 
   let mark = 0;
@@ -288,13 +336,104 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, greets on the console,
   expect(st.board).toBe("qemu-virt");
   expect(st.boot.order[0]).toBe("A");
 
-  // 3. A good update: applied from the network into slot B, trial boot, committed.
-  expect((await vm.run("mount -o ro /dev/vdb /mnt")).code).toBe(0);
-  const apply = await vm.run("letterbox update apply /mnt/good.bundle", 15 * 60_000);
-  expect(apply.code).toBe(0);
+  // 3. A good update, downloaded over HTTP into slot B, trial boot, committed.
+  // The host serves the bundle on 127.0.0.1 from a server that misbehaves on
+  // purpose: the first answer is cut at 20 %, the first resume stalls after
+  // another 20 %, the second resume is cut after another 20 %, the rest is served.
+  const bundle = new Uint8Array(await Bun.file(join(t, "good.bundle")).arrayBuffer());
+  await Bun.write(join(t, "good.bundle"), "");
+  const size = bundle.length;
+  const step = Math.floor(size / 5);
+  const flaws: Plan[] = [{ cutAfter: step }, { stallAfter: step }, { cutAfter: step }];
+  bundleServer = new FlakyHttpServer({ bytes: bundle, etag: `"letterbox-${next}-${size}"`, lastModified: OLD_DATE }, (req) => flaws[req.n - 1] ?? {});
+  // The guest end of the tunnel: a port on the guest's loopback, picked at random below Linux's
+  // ephemeral range (the guest listens on nothing there; ExitOnForwardFailure would say so).
+  const guestPort = RANDOM_PORT_RANGE.lo + Math.floor(Math.random() * (RANDOM_PORT_RANGE.hi - RANDOM_PORT_RANGE.lo + 1));
+  const url = `http://127.0.0.1:${guestPort}/update.bundle`;
+  const STALL_S = 15;
+  // As a device owner does it: root over SSH. The reverse tunnel lives as long as this session;
+  // systemd-cat puts the apply's log lines (and its exit code) into the device's journal.
+  const tag = "letterbox-update";
+  const applyStarted = Date.now();
+  const applying = spawnTracked(
+    sshArgs(sshKey, vm.sshPort, `systemd-cat -t ${tag} --stderr-priority=err letterbox update apply --stall-timeout ${STALL_S} ${url}`, [
+      "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=8",
+      "-R", `127.0.0.1:${guestPort}:127.0.0.1:${bundleServer.port}`,
+    ]),
+    30 * 60_000,
+  );
+  // While it runs, `update status` (another root session) shows the download in progress.
+  let running: Record<string, unknown> | null = null;
+  let applyDone = false;
+  void applying.done.then(() => (applyDone = true));
+  while (!applyDone && running === null) {
+    const r = await hostRun(sshArgs(sshKey, vm.sshPort, "letterbox update status --json"), 120);
+    if (r.code === 0) running = (JSON.parse(r.out.slice(r.out.indexOf("{"), r.out.lastIndexOf("}") + 1)) as { running: Record<string, unknown> | null }).running;
+    if (running === null) await Bun.sleep(2000);
+  }
+  const applied = await applying.done;
+  const applyS = (Date.now() - applyStarted) / 1000;
+  const journal = await sshUntilOk(sshKey, vm.sshPort, `journalctl -b -t ${tag} -o cat --no-pager`, 2 * 60_000);
+  console.log(`boot test: update apply over HTTP: exit ${applied.code}${applied.timedOut ? " (timed out)" : ""}; journal:
+${journal}${applied.err}`);
+  console.log(`boot test: the server saw ${bundleServer.requests.map((r) => `${r.method} ${r.path} range=${r.range ?? "-"} if-range=${r.ifRange ?? "-"}`).join("; ")}`);
+  expect(applied.timedOut).toBe(false);
+  expect(applied.code).toBe(0);
+  expect(running).not.toBeNull();
+  expect(running!.source).toBe(url);
+
+  // The server's side: one GET of the whole bundle, then one ranged GET per interruption (the
+  // three planned; any drop of the tunnel itself would add one), each from where the guest had
+  // got to, never past where the server cut or stalled, guarded by If-Range with the ETag.
+  const reqs = bundleServer.requests;
+  const etag = `"letterbox-${next}-${size}"`;
+  expect(reqs.length).toBeGreaterThanOrEqual(4);
+  expect(reqs.every((r) => r.method === "GET" && r.path === "/update.bundle" && r.acceptEncoding === "identity")).toBe(true);
+  expect(reqs[0]!.range).toBeNull();
+  expect(reqs.slice(1).every((r) => r.ifRange === etag && /^bytes=\d+-$/.test(r.range ?? ""))).toBe(true);
+  const starts = reqs.slice(1).map((r) => Number(/^bytes=(\d+)-$/.exec(r.range!)![1]));
+  expect(starts[0]).toBeGreaterThan(0);
+  expect(starts[0]).toBeLessThanOrEqual(step);
+  for (let i = 1; i < starts.length; i++) expect(starts[i]).toBeGreaterThan(starts[i - 1]!);
+  expect(starts.at(-1)).toBeLessThan(size);
+
+  // The device's side, in its journal: an interruption at each of those octets (closed
+  // connections and the stall), a resume from each, the download complete with the whole
+  // bundle in as many attempts as the server saw requests, both images written, the slot armed.
+  const lines = journal.split("\n").map(logfmt);
+  const interrupted = lines.filter((l) => l.msg === "download interrupted");
+  expect(interrupted.map((l) => Number(l.at))).toEqual(starts);
+  const causes = interrupted.map((l) => l.cause ?? "");
+  // Bun's fetch reports a close before Content-Length as ECONNRESET (or as a short body).
+  expect(causes.filter((c) => /ECONNRESET|connection closed after octet/.test(c)).length).toBeGreaterThanOrEqual(2);
+  expect(causes.filter((c) => c === `no data for ${STALL_S} s`).length).toBeGreaterThanOrEqual(1);
+  const resumed = lines.filter((l) => l.msg === "download resumed");
+  expect(resumed.map((l) => Number(l.from))).toEqual(starts);
+  const dlStarted = lines.find((l) => l.msg === "download started");
+  const complete = lines.find((l) => l.msg === "download complete");
+  expect(dlStarted?.url).toBe(url);
+  expect(complete?.url).toBe(url);
+  expect(Number(complete?.octets)).toBe(size);
+  expect(Number(complete?.resumes)).toBe(starts.length);
+  expect(complete?.restarts).toBe("0");
+  expect(Number(complete?.attempts)).toBe(reqs.length);
+  expect(lines.filter((l) => l.msg === "writing image").map((l) => l.image)).toEqual(["boot", "root"]);
+  expect(lines.some((l) => l.msg === "update armed for a trial boot" && l.version === next)).toBe(true);
+  const dlS = (Date.parse(complete!.time!) - Date.parse(dlStarted!.time!)) / 1000;
+  const summary = `bundle ${(size / (1 << 20)).toFixed(1)} MiB; download in qemu ${dlS.toFixed(0)} s (${(size / (1 << 20) / dlS).toFixed(1)} MiB/s average, ` +
+    `the apply's own figure ${complete!.rate}), ${resumed.length} resumes after ${interrupted.length} interruptions (a ${STALL_S} s stall among them); ssh session ${applyS.toFixed(0)} s`;
+  console.log(`boot test: update over HTTP: ${summary}`);
+  try {
+    writeFileSync(join(ROOT, "test-artifacts", "boot-test-url-update.txt"), `${summary}\n`);
+  } catch {
+    // no artifacts folder: the line above is in the log
+  }
+  bundleServer.stop();
+
   st = await status(vm);
   expect(st.boot.order).toEqual(["B", "A"]);
   expect(st.boot.left.B).toBe(1);
+  expect(st.pending).toMatchObject({ slot: "B", version: next, phase: "written" });
   mark = vm.output().length;
   vm.type("systemctl reboot");
   const b = await vm.waitFor(/letterbox: booting slot B/, BOOT_MS, mark);
@@ -326,7 +465,7 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, greets on the console,
   expect((await vm.run("nft list chain inet filter ssh")).out).not.toContain("dport 22");
   expect((await hostRun(sshArgs(sshKey, vm.sshPort, "true"), 30)).code).not.toBe(0);
 
-  // 4. A broken update into slot A: its trial does not come up, the next boot is slot B again.
+  // 4. A broken update into slot A, from the disk: its trial does not come up, the next boot is slot B again.
   expect((await vm.run("mount -o ro /dev/vdb /mnt")).code).toBe(0);
   const apply2 = await vm.run("letterbox update apply /mnt/broken.bundle", 15 * 60_000);
   expect(apply2.code).toBe(0);
@@ -342,4 +481,5 @@ test.skipIf(!enabled)("image boots, serves SMTP and HTTP, greets on the console,
   expect(st.last?.version).toBe(broken);
   expect(st.boot.order).toEqual(["B"]);
   expect(st.boot.left.A).toBe(0);
+  console.log(`boot test: power-on to the end ${Math.round((Date.now() - started) / 1000)} s`);
 }, 60 * 60_000);

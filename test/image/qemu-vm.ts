@@ -9,10 +9,12 @@
  *    stays untouched.
  * 2. Networking is qemu's user mode with `restrict=on`: the guest reaches
  *    nothing outside. Only explicit forwards exist: host 127.0.0.1 ports to the
- *    guest's SMTP (25), HTTP (80) and SSH (22). Files for the guest (update bundles)
- *    come on extra read-only virtio disks (/dev/vdb, …): a bundle of about
- *    900 MB through a slirp `guestfwd` command was cut off (ECONNRESET)
- *    after some 130 MB.
+ *    guest's SMTP (25), HTTP (80) and SSH (22). Files for the guest come on
+ *    extra read-only virtio disks (/dev/vdb, …), or over HTTP from a host
+ *    server through an SSH reverse tunnel on the forwarded SSH port (the guest
+ *    fetches from its own 127.0.0.1; boot.test.ts). A bundle of about 900 MB
+ *    through a slirp `guestfwd` command was cut off (ECONNRESET) after some
+ *    130 MB, which is why downloads now resume (app/src/system/download.ts).
  * 3. The serial console is a unix socket (and a log file): `waitFor` watches
  *    its output, `run` types a shell command (the test image logs root in on
  *    the serial console) and returns its output and exit code.
