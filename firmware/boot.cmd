@@ -73,11 +73,35 @@ run lb_saveenv
 # devtype/devnum come from the distro boot scan that found this script
 # (mmc 0 on a Pi, virtio 0 under qemu -M virt).
 part uuid ${devtype} ${devnum}:${lb_rootpart} lb_rootuuid
-# The device tree that matches the slot's kernel comes from the slot itself
-# (fdtfile is set by U-Boot's board code, e.g. broadcom/bcm2711-rpi-4-b.dtb);
+
+# --- board: which device tree and serial console (the slot logic above is the same on every board)
+# The tree's name: fdtfile, set by U-Boot's board code from the board
+# revision (e.g. broadcom/bcm2711-rpi-4-b.dtb; unset under qemu).
+setenv lb_fdtfile "${fdtfile}"
+setenv lb_console_board
+# Raspberry Pi 5: U-Boot names broadcom/bcm2712-rpi-5-b.dtb for every Pi 5
+# (revision 0x17), but boards with the D0 stepping of the BCM2712 need
+# bcm2712-d-rpi-5-b.dtb (their pin controllers differ: "brcm,bcm2712d0-pinctrl").
+# The Pi 5 firmware loaded the tree of the board's stepping from the config
+# partition and handed it to U-Boot (fdt_addr): its pin controller tells which.
+if test "${fdtfile}" = "broadcom/bcm2712-rpi-5-b.dtb"; then
+  if test -n "${fdt_addr}"; then
+    fdt addr ${fdt_addr}
+    if fdt get value lb_pinctrl /soc@107c000000/pinctrl@7d504100 compatible; then
+      if test "${lb_pinctrl}" = "brcm,bcm2712d0-pinctrl"; then
+        setenv lb_fdtfile broadcom/bcm2712-d-rpi-5-b.dtb
+      fi
+    fi
+  fi
+  # The Pi 5's debug UART (the 3-pin connector, uart10 in its tree) is ttyAMA10.
+  setenv lb_console_board "console=ttyAMA10,115200"
+fi
+# --- end board
+
+# The device tree that matches the slot's kernel comes from the slot itself;
 # without one, the tree the Pi firmware handed over (fdt_addr), or under qemu
 # U-Boot's own control tree.
-if test -n "${fdtfile}" && load ${devtype} ${devnum}:${lb_bootpart} ${fdt_addr_r} dtbs/${fdtfile}; then
+if test -n "${lb_fdtfile}" && load ${devtype} ${devnum}:${lb_bootpart} ${fdt_addr_r} dtbs/${lb_fdtfile}; then
   setenv lb_fdt ${fdt_addr_r}
 elif test -n "${fdt_addr}"; then
   setenv lb_fdt ${fdt_addr}
@@ -94,7 +118,7 @@ if test -n "${LB_MACHINE_ID}"; then
 else
   setenv lb_machine "systemd.condition_first_boot=true"
 fi
-setenv bootargs "${lb_console} root=PARTUUID=${lb_rootuuid} ro rootfstype=ext4 rootwait panic=10 letterbox.slot=${lb_slot} ${lb_machine}"
+setenv bootargs "${lb_console} ${lb_console_board} root=PARTUUID=${lb_rootuuid} ro rootfstype=ext4 rootwait panic=10 letterbox.slot=${lb_slot} ${lb_machine}"
 echo "letterbox: booting slot ${lb_slot} (boot ${devtype} ${devnum}:${lb_bootpart}, root PARTUUID=${lb_rootuuid})"
 # Image is the uncompressed arm64 kernel (image build: zcat vmlinuz > Image),
 # so booti needs no kernel_comp_addr_r.
