@@ -16,8 +16,10 @@ import { boardFromCompatible, bootedSlotFromCmdline, layoutFromCmdline, parseLay
 import { checkHealth, listenerProbe, resolverProbe, serviceActiveProbe, storeOpensProbe, type HealthProbe } from "../src/system/health.ts";
 import { rootLog } from "../src/log/index.ts";
 import { DEFAULT_ENV_FILE, DEFAULT_STATE_DIR } from "../src/system/index.ts";
+import { readRequestResult, resultIsRunning, runUpdateRequest, type UpdateRequestResult } from "../src/system/update-request.ts";
 
 const HELP = `usage: letterbox update apply FILE|URL [--reboot] [--retries N] [--stall-timeout SECONDS] [device options]
+       letterbox update apply --from-request FILE [--retries N] [--stall-timeout SECONDS] [device options]
        letterbox update status [--json] [device options]
        letterbox update commit [--probes LIST] [--reboot-on-failure] [device options]
 
@@ -31,6 +33,12 @@ apply    Verify a signed update bundle (a file, or an http(s) URL read as a
          A download that drops or stalls resumes with an HTTP Range request
          where it stopped (--retries fruitless attempts in a row, default 8;
          --stall-timeout SECONDS without data counts as a drop, default 30).
+         --from-request FILE: install the update asked for in the panel
+         (admin → System; run as root by letterbox-update.service): the
+         request is removed first (a crash never runs it twice), its URL
+         checked again, applied as above, the outcome recorded in
+         request-result.json in the state directory; it reboots when the
+         request asked to. No request: nothing to do, exit 0.
 status   Print the running slot, the boot order and tries, the installed
          versions, the security counter, the last update's result, and an
          apply in progress (octets, rate, resumed attempts).
@@ -69,6 +77,7 @@ interface Flags {
   json?: boolean;
   reboot?: boolean;
   "reboot-on-failure"?: boolean;
+  "from-request"?: string;
   help?: boolean;
 }
 
@@ -116,6 +125,34 @@ async function openSource(src: string, f: Flags, dev: UpdateDevice): Promise<Rea
   return file.stream();
 }
 
+/**
+ * `apply --from-request FILE` (update-request.ts runUpdateRequest): exit 0
+ * when there was no request or the update is armed, 1 when it was refused
+ * or failed (the reason is in the journal and in request-result.json).
+ */
+async function applyFromRequest(path: string, f: Flags): Promise<number> {
+  const log = rootLog.child({ room: "update" });
+  const out = await runUpdateRequest({
+    io: nodeSystemIo,
+    requestPath: path,
+    stateDir: f.state ?? DEFAULT_STATE_DIR,
+    device: () => device(f),
+    open: (url, dev) => openSource(url, f, dev),
+    reboot,
+    log,
+  });
+  if (out === null) {
+    process.stdout.write(`no update request in ${path}\n`);
+    return 0;
+  }
+  if (out.result === "armed") {
+    process.stdout.write(`update ${out.version ?? "?"} from ${out.url ?? "?"} written to slot ${out.slot ?? "?"}; armed for one trial boot${out.rebooting ? "; rebooting" : "; reboot to start it"}\n`);
+    return 0;
+  }
+  process.stderr.write(`letterbox update apply --from-request: ${out.result}${out.code ? `: ${out.code}` : ""}: ${out.reason ?? ""}\n`);
+  return 1;
+}
+
 async function reboot(): Promise<void> {
   const p = Bun.spawn(["systemctl", "reboot"], { stdio: ["ignore", "inherit", "inherit"] });
   await p.exited;
@@ -148,7 +185,7 @@ async function probesFor(f: Flags): Promise<HealthProbe[]> {
   return probes;
 }
 
-function printStatus(s: Awaited<ReturnType<typeof updateStatus>>): void {
+function printStatus(s: Awaited<ReturnType<typeof updateStatus>>, request: UpdateRequestResult | null): void {
   const lines = [
     `running slot: ${s.booted} (board ${s.board})`,
     `boot order:   ${s.boot.order.join(" ") || "(none)"}; tries left A=${s.boot.left.A} B=${s.boot.left.B}${s.boot.stored ? "" : " (environment missing: boot script defaults)"}`,
@@ -170,6 +207,11 @@ function printStatus(s: Awaited<ReturnType<typeof updateStatus>>): void {
     const what = [s.last.code ? `${s.last.result} (${s.last.code})` : s.last.result, s.last.version, s.last.slot ? `slot ${s.last.slot}` : undefined, s.last.at].filter(Boolean).join(", ");
     lines.push(`last update: ${what}${s.last.reason ? `: ${s.last.reason}` : ""}`);
   } else lines.push("last update: none");
+  if (request) {
+    const live = request.result !== "running" || resultIsRunning(request);
+    const what = live ? request.result : "interrupted";
+    lines.push(`last panel request: ${what}${request.code ? ` (${request.code})` : ""}, ${request.url ?? "?"} by ${request.requestedBy ?? "?"} at ${request.requestedAt ?? "?"}${request.version ? `, version ${request.version}` : ""}${request.reason ? `: ${request.reason}` : ""}`);
+  }
   process.stdout.write(lines.join("\n") + "\n");
 }
 
@@ -196,6 +238,7 @@ export async function run(args: string[]): Promise<number> {
         json: { type: "boolean" },
         reboot: { type: "boolean" },
         "reboot-on-failure": { type: "boolean" },
+        "from-request": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -213,6 +256,10 @@ export async function run(args: string[]): Promise<number> {
   try {
     switch (sub) {
       case "apply": {
+        if (f["from-request"] !== undefined) {
+          if (rest.length !== 0) throw new UsageError("apply --from-request takes no FILE or URL");
+          return await applyFromRequest(f["from-request"], f);
+        }
         if (rest.length !== 1) throw new UsageError("apply takes one FILE or URL");
         const dev = await device(f);
         const out = await applyUpdate(dev, await openSource(rest[0]!, f, dev), { statusFile: true, sourceName: rest[0]! });
@@ -224,8 +271,10 @@ export async function run(args: string[]): Promise<number> {
       case "status": {
         if (rest.length !== 0) throw new UsageError("status takes no arguments");
         const s = await updateStatus(await device(f));
-        if (f.json) process.stdout.write(JSON.stringify(s, null, 2) + "\n");
-        else printStatus(s);
+        // The panel's last request (update-request.ts), beside the CLI's own status.
+        const request = await readRequestResult(nodeSystemIo, f.state ?? DEFAULT_STATE_DIR);
+        if (f.json) process.stdout.write(JSON.stringify({ ...s, request }, null, 2) + "\n");
+        else printStatus(s, request);
         return 0;
       }
       case "commit": {

@@ -7,6 +7,7 @@ import type { ApiClient } from "./api.ts";
 import { actionForm, errText } from "./admin.ts";
 import { field, formatBytes, h, type Child } from "./dom.ts";
 import { sshBlock } from "./admin-ssh.ts";
+import { updateBlock } from "./admin-update.ts";
 
 interface QueueRecipient {
   id: number;
@@ -350,5 +351,6 @@ export async function renderSystem(api: ApiClient): Promise<Child> {
     ),
     h("section", { class: "card" }, h("h2", {}, "Outgoing mail"), smarthostForm(api)),
     await sshBlock(api),
+    await updateBlock(api),
   );
 }

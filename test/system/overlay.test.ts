@@ -7,7 +7,7 @@
  * naming the Debian package.
  */
 import { test, expect, afterAll } from "bun:test";
-import { cpSync, mkdirSync, readFileSync, writeFileSync, chmodSync, readdirSync } from "node:fs";
+import { cpSync, mkdirSync, readFileSync, writeFileSync, chmodSync, readdirSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
 import { tmpDir } from "../helpers/tmp.ts";
 import { runCommand, which } from "../helpers/process.ts";
@@ -221,4 +221,41 @@ test("machine id: boot.cmd passes LB_MACHINE_ID, or marks the first boot; under 
   const unit = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox-machine-id.service"), "utf8");
   expect(unit).toMatch(/^ConditionKernelCommandLine=!systemd\.machine_id$/m);
   expect(unit).toMatch(/^Before=letterbox-health\.service letterbox\.service$/m);
+});
+
+test("updates from the panel: the path unit watches the request, enabled in the image; the root unit runs --from-request, hardened", async () => {
+  const path = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox-update.path"), "utf8");
+  expect(path).toMatch(/^PathExists=\/data\/letterbox\/update\/request\.json$/m);
+  expect(path).toMatch(/^Unit=letterbox-update\.service$/m);
+  // Enabled by the overlay itself (image/build copies it with cp -a, links kept).
+  expect(readlinkSync(join(OVERLAY, "etc/systemd/system/paths.target.wants/letterbox-update.path"))).toBe("../letterbox-update.path");
+  const svc = readFileSync(join(OVERLAY, "etc/systemd/system/letterbox-update.service"), "utf8").split("\n");
+  for (const line of [
+    "Type=oneshot",
+    "ExecStart=/usr/bin/letterbox update apply --from-request /data/letterbox/update/request.json",
+    "ProtectSystem=strict",
+    "ReadWritePaths=/data/update /data/letterbox/update /boot/firmware",
+    "CapabilityBoundingSet=CAP_DAC_OVERRIDE",
+    "NoNewPrivileges=yes",
+    "DevicePolicy=closed",
+    "UMask=0022",
+  ])
+    expect(svc).toContain(line);
+  expect(svc.some((l) => /^User=/.test(l))).toBe(false);
+  // The request's folder belongs to the mail server; the state folder is root's and readable by the panel.
+  const tmpfiles = readFileSync(join(OVERLAY, "etc/tmpfiles.d/letterbox.conf"), "utf8");
+  expect(tmpfiles).toMatch(/^d \/data\/letterbox\/update +0750 letterbox letterbox -$/m);
+  expect(tmpfiles).toMatch(/^d \/data\/update +0755 root +root +-$/m);
+  // The download goes out: the firewall's output chain accepts (nothing to open for it).
+  expect(readFileSync(join(OVERLAY, "etc/nftables.conf"), "utf8")).toMatch(/chain output \{\s*type filter hook output priority filter; policy accept;\s*\}/);
+  if (skip("systemd-analyze", "systemd")) return;
+  const root = verifyRoot();
+  const v = await runCommand([which("systemd-analyze")!, "verify", "--man=no", `--root=${root}`, "letterbox-update.path", "letterbox-update.service"]);
+  expect(v.stdout + v.stderr).toBe("");
+  expect(v.code).toBe(0);
+  const r = await runCommand([which("systemd-analyze")!, "security", "--offline=yes", `--root=${root}`, "--no-pager", "letterbox-update.service"]);
+  const m = /Overall exposure level for letterbox-update\.service: ([\d.]+)/.exec(r.stdout + r.stderr);
+  expect(m).not.toBeNull();
+  // A root service that writes block devices: still "OK" (below 4).
+  expect(Number(m![1])).toBeLessThan(3.5);
 });

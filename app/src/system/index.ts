@@ -9,7 +9,9 @@
  * 2. `update apply FILE|URL` reads the bundle as a stream and verifies the
  *    signature against the public keys in the running root image, then the
  *    board, expiry, security counter (no downgrade) and sizes, before it
- *    writes anything (update.ts).
+ *    writes anything (update.ts). From the panel, the mail server (no root)
+ *    only writes a request file; letterbox-update.service (root) takes it and
+ *    runs the same apply (`update apply --from-request`, update-request.ts).
  * 3. It takes the inactive slot out of the boot order, streams the images into
  *    its partitions hashing as it writes, fsyncs, and arms one trial boot in
  *    the U-Boot environment (boot-control.ts, uboot-env.ts); every write is a

@@ -31,6 +31,7 @@ import { adminOpsApi } from "./admin-ops-api.ts";
 import { reportsApi } from "./reports-api.ts";
 import { routerApi } from "./router-api.ts";
 import { sshApi } from "./ssh-api.ts";
+import { updateApi } from "./update-api.ts";
 import { Webmail } from "./webmail-api.ts";
 import type { SubmissionQueue } from "../queue/types.ts";
 import type { JunkFilter } from "../junk/filter.ts";
@@ -82,6 +83,8 @@ export interface WebOptions {
   acme?: WebAcme | null;
   /** The device update status for the system page. */
   updateStatus?: (() => Promise<unknown>) | null;
+  /** Where the root side reports updates asked for in the panel (update-api.ts; default /data/update). */
+  updateStateDir?: string;
   /**
    * Announces /setup/ over mDNS while setup is open. Default: in device mode
    * (not localserve), when avahi's services folder exists and an HTTP
@@ -176,7 +179,7 @@ export class WebApp {
     const webmail = new Webmail(c, { queue: this.opts.submissionQueue ?? null, junk: this.opts.junk ?? null });
     webmail.register(r);
     for (const [area, methods, name] of [
-      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c), ...sshApi(c) }, "admin"],
+      [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c), ...sshApi(c), ...updateApi(c, { stateDir: this.opts.updateStateDir }) }, "admin"],
       [ACCOUNT_AREA, { ...webmail.api(), ...accountApi(c) }, "account"],
     ] as const) {
       r.get(area.path.slice(0, -1), () => redirect(area.path));
