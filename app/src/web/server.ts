@@ -116,6 +116,8 @@ function defaultAdvertiser(config: Config): SetupAdvertiser | null {
 /** The panel as a fetch handler, independent of sockets. */
 export class WebApp {
   readonly ctx: WebContext;
+  /** The webmail (its pending uploads are removed, and their sweep stopped, when the servers close). */
+  webmail!: Webmail;
   private readonly router = new Router();
   /**
    * The port HTTPS is served on (set by startWebServers once bound); null:
@@ -177,6 +179,7 @@ export class WebApp {
 
     // The webmail (/webmail/): its API joins the account area's, its GET routes are under /account/webmail/.
     const webmail = new Webmail(c, { queue: this.opts.submissionQueue ?? null, junk: this.opts.junk ?? null });
+    this.webmail = webmail;
     webmail.register(r);
     for (const [area, methods, name] of [
       [ADMIN_AREA, { ...adminApi(c), ...adminOpsApi(c), ...reportsApi(c), ...routerApi(c), ...sshApi(c), ...updateApi(c, { stateDir: this.opts.updateStateDir }) }, "admin"],
@@ -558,6 +561,7 @@ export async function startWebServers(opts: WebOptions): Promise<WebServers> {
     addresses,
     async close() {
       for (const s of servers) await s.stop(true);
+      await app.webmail.uploads.close();
       app.ctx.portMapper?.close();
       // A stopped panel must not stay announced.
       try {
