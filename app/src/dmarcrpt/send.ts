@@ -39,6 +39,7 @@ import type { EnqueueRequest } from "../store/queue.ts";
 import type { DmarcStore } from "../store/dmarc.ts";
 import { aggregateRecords } from "./evaluation.ts";
 import { feedbackXml, type Feedback } from "./report.ts";
+import { PeriodicJob } from "../queue/periodic.ts";
 
 /** Evaluations are kept for a domain whose record cannot be looked up for this long, then dropped. */
 export const GIVE_UP_AFTER_MS = 3 * 86400_000;
@@ -151,37 +152,28 @@ type RecordLookup = { record: DmarcRecord; domain: string } | { none: true } | {
 export class DmarcReporter {
   private readonly now: () => Date;
   private readonly psl: PublicSuffixList;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private running: Promise<DmarcSendSummary> | null = null;
+  private readonly job: PeriodicJob<DmarcSendSummary>;
 
   constructor(private readonly o: DmarcReporterOptions) {
     this.now = o.now ?? (() => new Date());
     this.psl = o.psl ?? systemPublicSuffixList();
+    // Sent at once, then a minute past every hour.
+    const nextHour = (n: Date) => new Date(Math.floor(n.getTime() / 3600_000) * 3600_000 + 3600_000 + 60_000);
+    this.job = new PeriodicJob(() => this.run(), nextHour, this.now, (e) => o.log.error("dmarc reports failed", { err: e as Error }));
   }
 
   /** Send what is due now, then a minute past every hour until stop(). */
   start(): void {
-    const schedule = () => {
-      const n = this.now().getTime();
-      const next = Math.floor(n / 3600_000) * 3600_000 + 3600_000 + 60_000;
-      this.timer = setTimeout(() => void this.sendDueReports().finally(schedule), next - n);
-      (this.timer as { unref?: () => void }).unref?.();
-    };
-    void this.sendDueReports()
-      .catch((e) => this.o.log.error("dmarc reports failed", { err: e as Error }))
-      .finally(schedule);
+    this.job.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running?.catch(() => {});
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
   /** Report every domain whose period ended. One run at a time. */
   sendDueReports(): Promise<DmarcSendSummary> {
-    if (!this.running) this.running = this.run().finally(() => (this.running = null));
-    return this.running;
+    return this.job.runOnce();
   }
 
   /** §6.6.3 policy discovery for reporting: the From domain's record, else its Organizational Domain's. */

@@ -27,6 +27,7 @@ import { formatDateRFC5322, generateMessageId } from "../smtp/header.ts";
 import type { EnqueueRequest } from "../store/queue.ts";
 import { lookupTlsrptRecord, type Rua } from "./record.ts";
 import { mergeResults, reportJson, type PolicyResult, type Report } from "./report.ts";
+import { PeriodicJob } from "../queue/periodic.ts";
 
 /** DNS failures for a day's TXT lookup are retried for this many days, then the day is dropped. */
 export const GIVE_UP_AFTER_DAYS = 3;
@@ -133,36 +134,27 @@ export function composeReportMessage(o: { report: Report; policyDomain: string; 
 /** Sends the daily TLS reports (see the module comment). */
 export class TlsReporter {
   private readonly now: () => Date;
-  private timer: ReturnType<typeof setTimeout> | null = null;
-  private running: Promise<SendSummary> | null = null;
+  private readonly job: PeriodicJob<SendSummary>;
 
   constructor(private readonly o: ReporterOptions) {
     this.now = o.now ?? (() => new Date());
+    // Sent at once, then every day at 00:10 UTC.
+    const nextDay = (n: Date) => new Date(Date.UTC(n.getUTCFullYear(), n.getUTCMonth(), n.getUTCDate() + 1, 0, 10));
+    this.job = new PeriodicJob(() => this.run(), nextDay, this.now, (e) => o.log.error("tls reports failed", { err: e as Error }));
   }
 
   /** Send now, then every day at 00:10 UTC until stop(). */
   start(): void {
-    const schedule = () => {
-      const n = this.now();
-      const next = Date.UTC(n.getUTCFullYear(), n.getUTCMonth(), n.getUTCDate() + 1, 0, 10);
-      this.timer = setTimeout(() => {
-        void this.sendDueReports().finally(schedule);
-      }, next - n.getTime());
-      (this.timer as { unref?: () => void }).unref?.();
-    };
-    void this.sendDueReports().finally(schedule);
+    this.job.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running?.catch(() => {});
+  stop(): Promise<void> {
+    return this.job.stop();
   }
 
   /** Report every finished day not reported yet. One run at a time. */
   sendDueReports(): Promise<SendSummary> {
-    if (!this.running) this.running = this.run().finally(() => (this.running = null));
-    return this.running;
+    return this.job.runOnce();
   }
 
   private async run(): Promise<SendSummary> {
