@@ -3,9 +3,10 @@
  * client certificates for password-less login (SASL EXTERNAL), filing rules,
  * and mail client settings (automatic configuration, Apple profile).
  */
-import { ApiClient, ApiFailure } from "./api.ts";
+import { ApiClient } from "./api.ts";
 import { copyButton, field, formatBytes, h, render, type Child } from "./dom.ts";
 import { loginPrompt, setWho } from "./login.ts";
+import { actionForm, errText } from "./forms.ts";
 
 interface Info {
   name: string;
@@ -35,30 +36,7 @@ interface ClientSettings {
   username: string;
 }
 
-function errText(e: unknown): string {
-  return e instanceof ApiFailure ? e.message : String(e);
-}
 
-/** A form whose submit runs `action`; the message line shows the result or the error. */
-function form(attrs: Record<string, string>, children: Child[], action: (f: HTMLFormElement) => Promise<string | void>): HTMLFormElement {
-  const msg = h("p", { class: "status", role: "status" });
-  const f = h("form", attrs, ...children, msg);
-  f.addEventListener("submit", (e) => {
-    e.preventDefault();
-    msg.className = "status";
-    msg.textContent = "";
-    action(f).then(
-      (note) => {
-        if (note) msg.textContent = note;
-      },
-      (err: unknown) => {
-        msg.className = "status error";
-        msg.textContent = errText(err);
-      },
-    );
-  });
-  return f;
-}
 
 /** The openssl commands of seed 002: a key, a self-signed client certificate, and a .p12 bundle for mail clients. */
 function opensslCommands(login: string): string {
@@ -80,7 +58,7 @@ export function startAccount(app: HTMLElement): void {
     ]);
     setWho(api, info.name);
     const refresh = () => void show().catch((e: unknown) => render(app, h("p", { class: "error" }, errText(e))));
-    const pw = form(
+    const pw = actionForm(
       { class: "card", id: "password-form" },
       [
         h("h2", {}, "Change password"),
@@ -125,7 +103,7 @@ export function startAccount(app: HTMLElement): void {
             ),
           )
         : h("p", {}, "No client certificates yet."),
-      form(
+      actionForm(
         { id: "tls-key-form", class: "inline-form" },
         [
           h("label", {}, "Name", h("input", { name: "name", placeholder: "laptop" })),
@@ -161,7 +139,7 @@ export function startAccount(app: HTMLElement): void {
             ),
           )
         : h("p", {}, "No rules."),
-      form(
+      actionForm(
         { id: "rule-form", class: "inline-form" },
         [
           h("label", {}, "From address matches (regular expression)", h("input", { name: "msgFromRegexp", placeholder: "@lists\\.example\\.org$" })),

@@ -3,12 +3,15 @@
  * accounts, aliases, domains, DNS records and the admin password. Views are
  * chosen by the URL fragment (#accounts, #aliases, ...).
  */
-import { ApiClient, ApiFailure } from "./api.ts";
+import { ApiClient } from "./api.ts";
 import { checked, copyButton, field, formatBytes, h, parseBytes, render, type Child } from "./dom.ts";
 import { loginPrompt, setWho } from "./login.ts";
 import { renderLogs, renderQueue, renderSystem, renderTls, smarthostForm } from "./admin-ops.ts";
 import { renderReports } from "./admin-reports.ts";
 import { routerBlock } from "./admin-router.ts";
+import { actionForm, errText } from "./forms.ts";
+
+export { actionForm, errText };
 
 interface SetupState {
   done: boolean;
@@ -63,30 +66,6 @@ const TITLES: Record<View, string> = {
   password: "Password",
 };
 
-export function errText(e: unknown): string {
-  return e instanceof ApiFailure ? e.message : String(e);
-}
-
-/** A form whose submit runs `action`, showing errors (and an optional success note) inside the form. */
-export function actionForm(attrs: Record<string, string>, children: Child[], action: (f: HTMLFormElement) => Promise<string | void>): HTMLFormElement {
-  const msg = h("p", { class: "status", role: "status" });
-  const f = h("form", attrs, ...children, msg);
-  f.addEventListener("submit", (e) => {
-    e.preventDefault();
-    msg.textContent = "";
-    msg.className = "status";
-    action(f).then(
-      (note) => {
-        if (note) msg.textContent = note;
-      },
-      (err: unknown) => {
-        msg.className = "status error";
-        msg.textContent = errText(err);
-      },
-    );
-  });
-  return f;
-}
 
 export function startAdmin(app: HTMLElement): void {
   const api = new ApiClient("/admin/", loginPrompt("Admin login", false));

@@ -27,6 +27,7 @@
 import { ApiClient, ApiFailure } from "./api.ts";
 import { field, formatBytes, h, render, type Child } from "./dom.ts";
 import { loginPrompt, setWho } from "./login.ts";
+import { errText } from "./forms.ts";
 
 interface MailboxInfo {
   id: number;
@@ -107,9 +108,6 @@ const SHORTCUTS: [string, string][] = [
 
 const PAGE_SIZE = 50;
 
-function errText(e: unknown): string {
-  return e instanceof ApiFailure ? e.message : String(e);
-}
 
 function shortDate(iso: string): string {
   const d = new Date(iso);
