@@ -5,55 +5,16 @@
  * reporting suppression list.
  */
 import type { ApiClient } from "./api.ts";
+import type { DmarcEvaluationSummary, DmarcReportView, DmarcSuppressionView, TlsReportView, TlsResultView } from "../src/web/reports-api.ts";
 import { actionForm, errText } from "./admin.ts";
 import { field, h, type Child } from "./dom.ts";
 
-interface DmarcReport {
-  id: number;
-  receivedAt: string;
-  fromAddress: string;
-  orgName: string;
-  reportId: string;
-  policyDomain: string;
-  policy: string;
-  begin: string;
-  end: string;
-  messages: number;
-  failing: number;
-  rows: { sourceIp: string; count: number; disposition: string; dkim: string; spf: string; headerFrom: string }[];
-}
-interface TlsReport {
-  id: number;
-  fromAddress: string;
-  organization: string;
-  reportId: string;
-  start: string;
-  end: string;
-  policyDomains: string[];
-  policies: { policyType: string; policyDomain: string; mxHost: string[]; successful: number; failed: number; failures: { resultType: string; count: number; receivingMx: string; receivingIp: string; reasonCode: string }[] }[] | null;
-}
-interface TlsResult {
-  day: string;
-  policyDomain: string;
-  recipientDomain: string;
-  isHost: boolean;
-  sent: boolean;
-  successful: number;
-  failed: number;
-  policyTypes: string[];
-  failures: { resultType: string; count: number }[];
-}
-interface EvalSummary {
-  total: number;
-  domains: { policyDomain: string; evaluations: number; pass: number; fail: number; dispositions: { none: number; quarantine: number; reject: number }; oldest: string; newest: string }[];
-}
-interface DmarcSuppression {
-  address: string;
-  reason: string;
-  addedAt: string;
-  until: string | null;
-  expired: boolean;
-}
+// The shapes the admin API answers with (type-only: nothing of the server is bundled).
+type DmarcReport = DmarcReportView;
+type TlsReport = TlsReportView;
+type TlsResult = TlsResultView;
+type EvalSummary = { total: number; domains: DmarcEvaluationSummary[] };
+type DmarcSuppression = DmarcSuppressionView;
 
 const day = (iso: string) => iso.slice(0, 10);
 /** A report period as days (most reports cover one UTC day). */
