@@ -1,7 +1,10 @@
 /** LAN source addresses, Host names accepted by setup, and the DNS record helpers. */
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { hostOfHeader, isLanAddress, isSetupHost, v6Groups } from "../../app/src/web/net.ts";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { hostOfHeader, isLanAddress, isSetupHost, searchDomainsReader, v6Groups } from "../../app/src/web/net.ts";
 import { checkRecords, computeRecords, txtQuoted, zoneText } from "../../app/src/web/dns-records.ts";
 
 describe("isLanAddress", () => {
@@ -110,4 +113,20 @@ describe("DNS records", () => {
     expect(st["_imap._tcp.example.org SRV"]).toBe("wrong");
     expect(st["_submission._tcp.example.org SRV"]).toBe("missing");
   });
+});
+
+test("searchDomainsReader: reads resolv.conf again only when it changed, and sees a change at once", () => {
+  const dir = mkdtempSync(join(tmpdir(), "lb-resolv-"));
+  try {
+    const path = join(dir, "resolv.conf");
+    const read = searchDomainsReader(path);
+    expect(read()).toEqual([]); // missing file
+    writeFileSync(path, "search home.example\nnameserver 127.0.0.1\n");
+    expect(read()).toEqual(["home.example"]);
+    expect(read()).toBe(read()); // unchanged: the same parsed list, no new read
+    writeFileSync(path, "search fritz.box lan.example\n");
+    expect(read()).toEqual(["fritz.box", "lan.example"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

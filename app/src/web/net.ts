@@ -3,7 +3,7 @@
  * Host names that are ours (a defence against DNS rebinding, where a remote
  * web page makes a LAN browser talk to us under the attacker's name).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 
 /** "::ffff:192.168.1.2" → "192.168.1.2"; other addresses lower-cased. */
@@ -117,6 +117,30 @@ export function readSearchDomains(path = RESOLV_CONF): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * readSearchDomains for every request (the Host checks): the file is read
+ * again only when its modification time or size changed (one stat per call,
+ * no read or parse), so a new DHCP lease is still seen at once.
+ */
+export function searchDomainsReader(path = RESOLV_CONF): () => string[] {
+  let seen = "";
+  let domains: string[] = [];
+  return () => {
+    let key: string;
+    try {
+      const st = statSync(path);
+      key = `${st.mtimeMs}:${st.size}:${st.ino}`;
+    } catch {
+      key = "missing";
+    }
+    if (key !== seen) {
+      seen = key;
+      domains = key === "missing" ? [] : readSearchDomains(path);
+    }
+    return domains;
+  };
 }
 
 /**

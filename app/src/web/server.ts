@@ -36,7 +36,7 @@ import { Webmail } from "./webmail-api.ts";
 import type { SubmissionQueue } from "../queue/types.ts";
 import type { JunkFilter } from "../junk/filter.ts";
 import { RouterPortMapper, type PortMappingOptions } from "./port-mapping.ts";
-import { readSearchDomains, RESOLV_CONF } from "./net.ts";
+import { RESOLV_CONF, searchDomainsReader } from "./net.ts";
 import { AVAHI_SERVICES_DIR, SetupAdvertiser } from "../mdns/index.ts";
 import { existsSync } from "node:fs";
 import { Resolver } from "../dns/index.ts";
@@ -156,7 +156,7 @@ export class WebApp {
       staticCertPem: opts.tls?.certPem ?? null,
       updateStatus: opts.updateStatus ?? null,
       portMapper: null,
-      dhcpSearchDomains: () => readSearchDomains(opts.resolvConf ?? RESOLV_CONF),
+      dhcpSearchDomains: searchDomainsReader(opts.resolvConf ?? RESOLV_CONF),
     };
     const pm = opts.portMapping === undefined ? (opts.config.localserve ? null : {}) : opts.portMapping;
     this.ctx.portMapper = pm ? new RouterPortMapper(opts.config, pm, opts.log.child({ room: "portmap" })) : null;
