@@ -222,10 +222,10 @@ export class WebApp {
     const c = this.ctx;
     if (h === currentHostname(c).toLowerCase()) return true;
     if (isSetupHost(h, { hostname: c.config.hostname, deviceName: c.deviceName, extra: c.setupHosts, searchDomains: c.dhcpSearchDomains() })) return true;
-    if (c.acme?.hosts().some((n) => n.toLowerCase() === h)) return true;
     const labels = h.split(".");
     for (let i = 0; i < labels.length - 1; i++) if (this.localDomain(labels.slice(i).join("."))) return true;
-    return false;
+    // Last: the default ACME names are all under local domains (matched above); this lists the domains.
+    return c.acme?.hosts().some((n) => n.toLowerCase() === h) ?? false;
   }
 
   /** Paths that answer the same under any Host (or check it themselves): no session, no state; "/" only redirects. */
