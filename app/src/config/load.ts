@@ -4,7 +4,8 @@
  * 1. Read and parse the file (a syntax error names the line and column).
  * 2. Walk the parsed table against the schema below: every unknown key, wrong
  *    type, port out of range, duplicate port or missing file is collected as a
- *    `ConfigProblem` naming file, key and reason.
+ *    `ConfigProblem` naming file, key and reason (with the likely fix where
+ *    there is one: "did you mean", a key written below the wrong header).
  * 3. Any problem: the caller prints them all and exits with code 2 before
  *    anything is started. Otherwise a typed `Config` is returned, and the core
  *    never sees the raw table.
@@ -18,7 +19,8 @@ import { isIP } from "node:net";
 import { parse as parseToml } from "smol-toml";
 import { isLevel } from "../log/index.ts";
 import { normalizeDomain, parseAddress, formatAddress, addressKey, AddressError } from "../smtp/address.ts";
-import { DEFAULT_ACME_CHALLENGE, DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeChallenge, type AcmeConfig, type Config, type Delivery, type Limits, type Listener, type Route, type Smarthost } from "./types.ts";
+import { HostnameError, normalizeWebHostname } from "./hostnames.ts";
+import { DEFAULT_ACME_CHALLENGE, DEFAULT_DELIVERY, DEFAULT_DKIM, DEFAULT_DNS, DEFAULT_INCOMING, DEFAULT_LIMITS, type AcmeChallenge, type AcmeConfig, type Config, type Delivery, type Limits, type Listener, type Route, type Smarthost, type WebConfig } from "./types.ts";
 
 export interface ConfigProblem {
   file: string;
@@ -35,6 +37,9 @@ export class ConfigError extends Error {
 type Table = Record<string, unknown>;
 
 const SERVICES = ["smtp", "submission", "submissions", "imap", "imaps", "http", "https"] as const;
+
+/** The keys of the file's top level (before the first [table] header). */
+const TOP_LEVEL_KEYS = ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits", "dns", "delivery", "dkim", "acme", "incoming", "web"] as const;
 
 /** Snake-case config keys of [limits], mapped to the typed fields. */
 const LIMIT_KEYS: Record<string, keyof Limits> = {
@@ -56,10 +61,24 @@ class Checker {
     this.problems.push({ file: this.file, key, reason });
   }
 
-  /** Report keys of `t` not in `known`. */
+  /**
+   * Report keys of `t` not in `known`, with a hint when one is likely: a
+   * near miss of a known key is a typo ("did you mean smtp?"); else a
+   * top-level key found inside a table was most likely written below a
+   * [table] header, where TOML puts it into that table (TOML 1.0 "Table": a
+   * table runs until the next header), and the reason says so.
+   */
   unknownKeys(prefix: string, t: Table, known: readonly string[]): void {
     for (const k of Object.keys(t)) {
-      if (!known.includes(k)) this.fail(prefix + k, `unknown key (expected one of: ${known.join(", ")})`);
+      if (known.includes(k)) continue;
+      // A near miss of a key of this table is a typo ("smpt", "hostname" for "hostnames"): name it.
+      const near = known.find((x) => editDistance(x, k) <= (Math.min(x.length, k.length) <= 4 ? 1 : 2));
+      let hint = "";
+      if (near !== undefined) hint = `; did you mean ${near}?`;
+      else if (prefix !== "" && (TOP_LEVEL_KEYS as readonly string[]).includes(k)) {
+        hint = `; ${k} belongs at the top of the file, above the first [table] header (below [${prefix.slice(0, -1)}] it is read as part of that table)`;
+      }
+      this.fail(prefix + k, `unknown key (expected one of: ${known.join(", ")})${hint}`);
     }
   }
 
@@ -79,7 +98,8 @@ class Checker {
       return undefined;
     }
     if (v < min || v > max) {
-      this.fail(key, `must be between ${min} and ${max}, got ${v}`);
+      // No upper bound worth naming (MAX_SAFE_INTEGER): say only the lower one.
+      this.fail(key, max >= Number.MAX_SAFE_INTEGER ? `must be at least ${min}, got ${v}` : `must be between ${min} and ${max}, got ${v}`);
       return undefined;
     }
     return v;
@@ -102,6 +122,19 @@ class Checker {
     }
     return v as Table;
   }
+}
+
+/** Edit distance for "did you mean": insertions, deletions, substitutions and swaps of neighbours ("smpt") count 1 each (optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = d[i]!;
+      row[j] = Math.min(d[i - 1]![j]! + 1, row[j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 function describe(v: unknown): string {
@@ -149,13 +182,17 @@ function parseSmarthost(c: Checker, file: string, key: string, v: unknown): Smar
  */
 export function validateConfig(file: string, raw: Table): Config {
   const c = new Checker(file);
-  c.unknownKeys("", raw, ["hostname", "data_dir", "log_level", "catchall_separator", "tls", "listeners", "limits", "dns", "delivery", "dkim", "acme", "incoming"]);
+  c.unknownKeys("", raw, TOP_LEVEL_KEYS);
 
   let hostname = c.str("hostname", raw.hostname);
   if (hostname === undefined && !("hostname" in raw)) c.fail("hostname", "required (the mail server's host name, e.g. mail.example.org)");
   if (hostname !== undefined) {
     try {
+      // RFC 5321 §2.3.5: only fully-qualified domain names are used in SMTP (EHLO, Received); an
+      // address would need the literal form [192.0.2.1] and is no name for the MX record to point at.
+      if (isIP(hostname.trim().replace(/^\[(.*)\]$/, "$1")) !== 0) throw new AddressError(`must be a host name like mail.example.org, not an IP address (RFC 5321 §2.3.5), got ${JSON.stringify(hostname)}`);
       hostname = normalizeDomain(hostname);
+      if (!hostname.includes(".")) throw new AddressError(`must be a fully-qualified host name like mail.example.org (RFC 5321 §2.3.5), got ${JSON.stringify(raw.hostname)}`);
     } catch (e) {
       c.fail("hostname", (e as AddressError).message);
     }
@@ -258,8 +295,10 @@ export function validateConfig(file: string, raw: Table): Config {
           else bound.set(k, `${key}.${svc}`);
         }
       }
+      if (!SERVICES.some((svc) => t[svc] !== undefined)) c.fail(key, `offers no service: add at least one of ${SERVICES.join(", ")} with its port`);
       listeners.push(l);
     }
+    if (Object.keys(lisT).length === 0) c.fail("listeners", "required: at least one [listeners.NAME] table");
   }
   const acme = validateAcme(c, file, raw.acme);
   if (acme?.challenge === "http-01" && !listeners.some((l) => l.http)) {
@@ -347,7 +386,8 @@ export function validateConfig(file: string, raw: Table): Config {
           if (via === undefined) c.fail(`${key}.via`, `required: "direct" or the name of a [delivery.smarthosts.NAME] table`);
           else if (via !== "direct" && !(named && via in named)) c.fail(`${key}.via`, `no [delivery.smarthosts.${via}] table`);
           else route.via = via;
-          if (!route.account && !route.fromDomain && !route.toDomain) c.fail(key, "needs at least one of account, from_domain, to_domain");
+          // Only when none was given: an invalid one is already reported under its own key.
+          if (t.account === undefined && t.from_domain === undefined && t.to_domain === undefined) c.fail(key, "needs at least one of account, from_domain, to_domain");
           delivery.routes.push(route);
         });
     }
@@ -403,6 +443,8 @@ export function validateConfig(file: string, raw: Table): Config {
     }
   }
 
+  const web = validateWeb(c, raw.web);
+
   if (c.problems.length > 0) throw new ConfigError(c.problems);
   return {
     file,
@@ -419,7 +461,40 @@ export function validateConfig(file: string, raw: Table): Config {
     dkim,
     acme,
     incoming,
+    web,
   };
+}
+
+/**
+ * The [web] table: hostnames, more names the panel, account pages and
+ * webmail answer to (config/hostnames.ts says which entries are accepted and
+ * why wildcards are not). Duplicates are kept once. Absent: none.
+ */
+function validateWeb(c: Checker, v: unknown): WebConfig {
+  const web: WebConfig = { hostnames: [] };
+  const t = c.table("web", v);
+  if (!t) return web;
+  c.unknownKeys("web.", t, ["hostnames"]);
+  if (t.hostnames === undefined) return web;
+  if (!Array.isArray(t.hostnames)) {
+    c.fail("web.hostnames", `must be an array of host names or IP addresses like ["pi.lan"], got ${describe(t.hostnames)}`);
+    return web;
+  }
+  t.hostnames.forEach((h, i) => {
+    const key = `web.hostnames[${i}]`;
+    if (typeof h !== "string") {
+      c.fail(key, `must be a string, got ${describe(h)}`);
+      return;
+    }
+    try {
+      const n = normalizeWebHostname(h);
+      if (!web.hostnames.includes(n)) web.hostnames.push(n);
+    } catch (e) {
+      if (!(e instanceof HostnameError)) throw e;
+      c.fail(key, e.message);
+    }
+  });
+  return web;
 }
 
 /**
@@ -482,7 +557,7 @@ function validateAcme(c: Checker, file: string, v: unknown): AcmeConfig | null {
         }
         try {
           const n = normalizeDomain(h);
-          if (!n.includes(".")) throw new AddressError(`${h} is not a full DNS name`);
+          if (!n.includes(".")) throw new AddressError(`${JSON.stringify(h)} is not a full DNS name (a CA issues only for names in public DNS)`);
           if (!hosts!.includes(n)) hosts!.push(n);
         } catch (e) {
           c.fail(`acme.hosts[${i}]`, (e as Error).message);

@@ -110,7 +110,26 @@ export interface Config {
   dkim?: { selectors: { selector: string; type: "ed25519" | "rsa-2048" }[] };
   /** ACME certificates (RFC 8555) instead of, or before, the [tls] files. Absent/null: no ACME. */
   acme?: AcmeConfig | null;
+  /** The [web] section (absent: DEFAULT_WEB). */
+  web?: WebConfig;
 }
+
+/** The [web] section: the web panel's own settings. */
+export interface WebConfig {
+  /**
+   * More names the panel, account pages and webmail answer to (key
+   * `hostnames`), beside the built-in ones (host name, device name,
+   * letterbox.local, DHCP names, names under the local domains): a LAN DNS
+   * name ("pi.lan"), a reverse proxy's name, a CNAME to the device. Exact
+   * names only (ASCII, lower case, no trailing dot) or IP literals (IPv6
+   * without brackets, canonical form); no wildcards (config/hostnames.ts).
+   * Never setup names (the first-boot page keeps its LAN-only list) and
+   * never ACME names (list them in [acme] hosts when they resolve to us).
+   */
+  hostnames: string[];
+}
+
+export const DEFAULT_WEB: WebConfig = { hostnames: [] };
 
 /** The [acme] section: where certificates come from and for which names. */
 export interface AcmeConfig {

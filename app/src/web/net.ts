@@ -5,6 +5,7 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
+import { normalizeWebHostname } from "../config/hostnames.ts";
 
 /** "::ffff:192.168.1.2" → "192.168.1.2"; other addresses lower-cased. */
 export function unmapIp(ip: string): string {
@@ -149,7 +150,9 @@ export function searchDomainsReader(path = RESOLV_CONF): () => string[] {
  * device's name as the router's DHCP name: "letterbox" (and the machine's
  * own name, when changed), alone, with a usual home-router suffix
  * ("letterbox.lan", "letterbox.fritz.box", ...) or with one of the DHCP
- * search domains from resolv.conf ("letterbox.home.example").
+ * search domains from resolv.conf ("letterbox.home.example"). Never the
+ * names of `[web] hostnames` (isConfiguredWebHost): those open the panel,
+ * not the first-boot page.
  */
 export function isSetupHost(hostHeader: string | null, names: { hostname: string; deviceName: string; extra?: readonly string[]; searchDomains?: readonly string[] }): boolean {
   const h = hostOfHeader(hostHeader);
@@ -161,4 +164,22 @@ export function isSetupHost(hostHeader: string | null, names: { hostname: string
     for (const suffix of [...LAN_SUFFIXES, ...(names.searchDomains ?? [])]) allowed.add(`${device}.${suffix.toLowerCase()}`);
   }
   return allowed.has(h);
+}
+
+/**
+ * True when the Host names one of `[web] hostnames` (config/hostnames.ts;
+ * entries already normalised): the header's name is normalised the same way
+ * (port, brackets and trailing dot removed, IDNA to ASCII, lower case, IPv6
+ * canonical) and must equal an entry exactly: no suffix or wildcard match.
+ * False for a missing or malformed Host. Never throws.
+ */
+export function isConfiguredWebHost(hostHeader: string | null, names: readonly string[]): boolean {
+  if (names.length === 0) return false;
+  const h = hostOfHeader(hostHeader);
+  if (!h) return false;
+  try {
+    return names.includes(normalizeWebHostname(h));
+  } catch {
+    return false;
+  }
 }

@@ -8,7 +8,7 @@
  * there take their client address from the front.
  */
 import { hostname as osHostname } from "node:os";
-import type { Config } from "../config/types.ts";
+import { DEFAULT_WEB, type Config } from "../config/types.ts";
 import { newCid, type Logger } from "../log/index.ts";
 import type { Store } from "../store/index.ts";
 import { WebStore } from "../store/web.ts";
@@ -21,7 +21,7 @@ import { deviceChecks, resolverLookup, type ConnectivityChecks } from "./checks.
 import type { WebContext } from "./context.ts";
 import type { DnsLookup } from "./dns-records.ts";
 import { ApiError, apiErrorResponse, htmlResponse, notFound, securityHeaders } from "./http.ts";
-import { hostOfHeader, isLanAddress, isSetupHost, unmapIp } from "./net.ts";
+import { hostOfHeader, isConfiguredWebHost, isLanAddress, isSetupHost, unmapIp } from "./net.ts";
 import { isIP } from "node:net";
 import { DEFAULT_LOGIN_LIMITS, LoginRateLimiter, type LoginLimits } from "./ratelimit.ts";
 import { Router, type RequestContext } from "./router.ts";
@@ -211,9 +211,10 @@ export class WebApp {
    * rebinding (a remote page whose name the attacker points at our address
    * talks to us as its own origin, so Origin checks pass): the names setup
    * accepts (letterbox.local, localhost, the DHCP names, the configured and
-   * the current host name), any name at or under one of our local domains
-   * (only their owner's DNS can point those at us), the ACME names, and IP
-   * literals (an origin of its own, never the attacker's).
+   * the current host name), the names the admin listed in `[web] hostnames`
+   * (exactly, config/hostnames.ts), any name at or under one of our local
+   * domains (only their owner's DNS can point those at us), the ACME names,
+   * and IP literals (an origin of its own, never the attacker's).
    */
   private ourHost(ctx: RequestContext): boolean {
     const h = hostOfHeader(ctx.req.headers.get("host") ?? ctx.url.host);
@@ -221,6 +222,7 @@ export class WebApp {
     if (isIP(h) !== 0) return true;
     const c = this.ctx;
     if (h === currentHostname(c).toLowerCase()) return true;
+    if (isConfiguredWebHost(h, c.config.web?.hostnames ?? DEFAULT_WEB.hostnames)) return true;
     if (isSetupHost(h, { hostname: c.config.hostname, deviceName: c.deviceName, extra: c.setupHosts, searchDomains: c.dhcpSearchDomains() })) return true;
     const labels = h.split(".");
     for (let i = 0; i < labels.length - 1; i++) if (this.localDomain(labels.slice(i).join("."))) return true;
