@@ -61,6 +61,8 @@ interface SystemStatus {
   startedAt: string;
   uptimeSeconds: number;
   hostname: string;
+  /** `[web] hostnames`: more names the panel answers to (config file only). */
+  webHostnames: string[];
   dataDir: string;
   dataOctets: number;
   dataFiles: number;
@@ -332,6 +334,7 @@ export async function renderSystem(api: ApiClient): Promise<Child> {
   const rows: [string, string][] = [
     ["Version", s.version],
     ["Host name", s.hostname],
+    ["More web names", s.webHostnames.length > 0 ? s.webHostnames.join(", ") : "none ([web] hostnames in the config file)"],
     ["Running since", `${when(s.startedAt)} (${duration(s.uptimeSeconds)})`],
     ["Data", `${formatBytes(s.dataOctets)} in ${s.dataFiles} files (${s.dataDir})`],
   ];

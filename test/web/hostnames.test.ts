@@ -152,8 +152,12 @@ test("under a listed name, logins and API calls work with that name as Origin (a
       const csrf = login.body.csrf as string;
       const call = area === "/admin/" ? await c.api(area, "listDomains", {}, { csrf, headers }) : await c.api(area, "mailboxes", {}, { csrf, headers });
       expect([area, call.status]).toEqual([area, 200]);
-      if (area === "/admin/") expect(call.body).toEqual(["example.org"]);
-      else expect((call.body as { name: string }[]).map((m) => m.name)).toContain("Inbox");
+      if (area === "/admin/") {
+        expect(call.body).toEqual(["example.org"]);
+        // The System page shows the names from the config file.
+        const sys = await c.api(area, "system", {}, { csrf, headers });
+        expect((sys.body as { webHostnames: string[] }).webHostnames).toEqual(["pi.lan", "mail.example.net", "192.168.1.20"]);
+      } else expect((call.body as { name: string }[]).map((m) => m.name)).toContain("Inbox");
     }
   });
 });

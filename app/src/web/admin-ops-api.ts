@@ -329,6 +329,7 @@ export function adminOpsApi(c: WebContext): ApiMethods {
           startedAt: c.startedAt.toISOString(),
           uptimeSeconds: Math.floor((Date.now() - c.startedAt.getTime()) / 1000),
           hostname: currentHostname(c),
+          webHostnames: c.config.web?.hostnames ?? [],
           dataDir: c.config.dataDir,
           dataOctets: usage.octets,
           dataFiles: usage.files,
