@@ -3,9 +3,9 @@
  * message (RFC 6376, RSA and Ed25519 per RFC 8463) the way our MX does, and
  * says for each why it passed or not.
  */
-import { parseVerbArgs } from "./args.ts";
+import { messageVerbInput } from "./message-verb.ts";
 import { verifyDkim } from "../src/dkim/verify.ts";
-import { DNS_OPTION_SPEC, DNS_OPTIONS_HELP, readMessageFile, resolverFromOptions } from "../src/auth/cli-resolver.ts";
+import { DNS_OPTIONS_HELP } from "../src/auth/cli-resolver.ts";
 
 const HELP = `usage: letterbox dkim verify FILE [--server HOST:PORT]...
 
@@ -26,22 +26,9 @@ Example:
 `;
 
 export async function run(args: string[]): Promise<number> {
-  const parsed = parseVerbArgs(args, HELP, DNS_OPTION_SPEC);
-  if (typeof parsed === "number") return parsed;
-  const { values, positionals } = parsed;
-  if (positionals[0] !== "verify" || positionals.length !== 2) {
-    process.stderr.write(HELP);
-    return 2;
-  }
-  let dns;
-  let data: Uint8Array;
-  try {
-    dns = await resolverFromOptions(values);
-    data = await readMessageFile(positionals[1]!);
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const input = await messageVerbInput(args, HELP, "verify", {});
+  if (typeof input === "number") return input;
+  const { dns, data } = input;
   const results = await verifyDkim(dns, data);
   if (results.length === 0) {
     process.stdout.write("no DKIM-Signature: result none\n");

@@ -4,12 +4,12 @@
  * connection is given) pass aligned, and what the policy says to do; prints
  * the Authentication-Results field our MX would add.
  */
-import { parseVerbArgs } from "./args.ts";
+import { messageVerbInput } from "./message-verb.ts";
 import { authenticateMessage } from "../src/auth/index.ts";
 import { verifyDkim } from "../src/dkim/verify.ts";
 import { evaluateDmarc, fromDomainOf } from "../src/dmarc/index.ts";
 import { authenticationResultsHeader } from "../src/auth/results.ts";
-import { DNS_OPTION_SPEC, DNS_OPTIONS_HELP, readMessageFile, resolverFromOptions } from "../src/auth/cli-resolver.ts";
+import { DNS_OPTIONS_HELP } from "../src/auth/cli-resolver.ts";
 
 const HELP = `usage: letterbox dmarc check FILE [--ip IP --mail-from ADDR [--helo NAME]] [--server HOST:PORT]...
 
@@ -34,22 +34,11 @@ Examples:
 `;
 
 export async function run(args: string[]): Promise<number> {
-  const parsed = parseVerbArgs(args, HELP, { ip: { type: "string" }, "mail-from": { type: "string" }, helo: { type: "string" }, hostname: { type: "string" }, ...DNS_OPTION_SPEC });
-  if (typeof parsed === "number") return parsed;
-  const { values, positionals } = parsed;
-  if (positionals[0] !== "check" || positionals.length !== 2 || (values.ip === undefined) !== (values["mail-from"] === undefined)) {
-    process.stderr.write(HELP);
-    return 2;
-  }
-  let dns;
-  let data: Uint8Array;
-  try {
-    dns = await resolverFromOptions(values);
-    data = await readMessageFile(positionals[1]!);
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`);
-    return 2;
-  }
+  const options = { ip: { type: "string" }, "mail-from": { type: "string" }, helo: { type: "string" }, hostname: { type: "string" } } as const;
+  // SPF needs both the client's address and the envelope sender.
+  const input = await messageVerbInput(args, HELP, "check", options, (v) => (v.ip === undefined) === (v["mail-from"] === undefined));
+  if (typeof input === "number") return input;
+  const { values, dns, data } = input;
   const hostname = values.hostname ?? "localhost";
   let header: string;
   let dmarc;

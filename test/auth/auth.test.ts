@@ -3,27 +3,18 @@
  * Authentication-Results field (RFC 8601) that records them.
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
-import { generateKeyPairSync } from "node:crypto";
 import { authenticateMessage, verifyIprev, pvalue, authenticationResultsHeader } from "../../app/src/auth/index.ts";
-import { dkimSign } from "../../app/src/dkim/sign.ts";
-import { startZoneDns, type ZoneDns, type Zone } from "../spf/zone-dns.ts";
+import type { ZoneDns } from "../spf/zone-dns.ts";
+import { SENDER_MTA, signAsSender, startSenderDns } from "./sender-domain.ts";
 
 let dns: ZoneDns;
-const key = generateKeyPairSync("ed25519");
-const pub = (key.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32).toString("base64");
 
 beforeAll(async () => {
-  dns = await startZoneDns(
-    new Map([
-      ["sender.example", [{ type: "TXT", data: "v=spf1 ip4:192.0.2.0/24 -all" }]],
-      ["_dmarc.sender.example", [{ type: "TXT", data: "v=DMARC1; p=reject" }]],
-      ["s1._domainkey.sender.example", [{ type: "TXT", data: `v=DKIM1; k=ed25519; p=${pub}` }]],
-      ["10.2.0.192.in-addr.arpa", [{ type: "PTR", data: "mail.sender.example" }]],
-      ["11.2.0.192.in-addr.arpa", [{ type: "PTR", data: "liar.example" }]],
-      ["mail.sender.example", [{ type: "A", data: "192.0.2.10" }]],
-      ["liar.example", [{ type: "A", data: "203.0.113.1" }]],
-    ]) as Zone,
-  );
+  dns = await startSenderDns({
+    dmarc: "v=DMARC1; p=reject",
+    // 192.0.2.11's PTR names a host that does not point back (iprev fail).
+    more: [...SENDER_MTA, ["11.2.0.192.in-addr.arpa", [{ type: "PTR", data: "liar.example" }]], ["liar.example", [{ type: "A", data: "203.0.113.1" }]]],
+  });
 });
 afterAll(async () => {
   await dns.close();
@@ -40,7 +31,7 @@ test("iprev: pass, fail (PTR not confirmed), fail (no PTR)", async () => {
 });
 
 test("a signed message from an authorised IP passes everything", async () => {
-  const data = dkimSign(msg("alice@sender.example"), [{ domain: "sender.example", selector: "s1", privateKey: key.privateKey }]);
+  const data = signAsSender(msg("alice@sender.example"));
   dns.authentic = true;
   try {
     const v = await authenticateMessage(dns.resolver(), { ip: "192.0.2.10", helo: "mail.sender.example", mailFrom: "alice@sender.example", data, hostname: "mx.receiver.example" });
@@ -94,7 +85,7 @@ test("MX hook: forged p=reject mail is refused with 550 5.7.1; the signed one ge
   expect(err).toBeInstanceOf(SmtpError);
   expect(err).toMatchObject({ code: 550, secode: "5.7.1", permanent: true, command: "DATA" });
   // The same message, properly signed, from the same (unauthorised) IP: DKIM aligns, DMARC passes.
-  const signed = dkimSign(msg("ceo@sender.example"), [{ domain: "sender.example", selector: "s1", privateKey: key.privateKey }]);
+  const signed = signAsSender(msg("ceo@sender.example"));
   const ok = await checkIncomingMx(dns.resolver(), { ip: "203.0.113.5", helo: "evil.example", mailFrom: "x@evil.example", data: signed, hostname: "mx.receiver.example" });
   expect(ok.prepend).toContain("dkim=pass");
   expect(ok.prepend).toContain("dmarc=pass");

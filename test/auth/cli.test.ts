@@ -3,29 +3,23 @@
  * as child processes, asking a DNS server on 127.0.0.1.
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dkimSign } from "../../app/src/dkim/sign.ts";
-import { startZoneDns, type ZoneDns, type Zone } from "../spf/zone-dns.ts";
+import type { ZoneDns } from "../spf/zone-dns.ts";
+import { signAsSender, startSenderDns } from "./sender-domain.ts";
 
 let dns: ZoneDns;
 let dir: string;
-const key = generateKeyPairSync("ed25519");
-const pub = (key.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32).toString("base64");
 const ROOT = join(import.meta.dir, "../..");
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "letterbox-authcli-"));
-  dns = await startZoneDns(
-    new Map([
-      ["sender.example", [{ type: "TXT", data: "v=spf1 ip4:192.0.2.0/24 -all exp=why.sender.example" }]],
-      ["why.sender.example", [{ type: "TXT", data: "%{i} may not send for %{d}" }]],
-      ["_dmarc.sender.example", [{ type: "TXT", data: "v=DMARC1; p=reject" }]],
-      ["s1._domainkey.sender.example", [{ type: "TXT", data: `v=DKIM1; k=ed25519; p=${pub}` }]],
-    ]) as Zone,
-  );
+  dns = await startSenderDns({
+    spf: "v=spf1 ip4:192.0.2.0/24 -all exp=why.sender.example",
+    dmarc: "v=DMARC1; p=reject",
+    more: [["why.sender.example", [{ type: "TXT", data: "%{i} may not send for %{d}" }]]],
+  });
 });
 afterAll(async () => {
   await dns.close();
@@ -58,7 +52,7 @@ test("dkim verify FILE and dmarc check FILE on a signed and on a forged message"
   const signedPath = join(dir, "signed.eml");
   const forgedPath = join(dir, "forged.eml");
   // Saved with Unix line ends, as a person would save it: the CLI reads it as CRLF.
-  const signed = dkimSign(new TextEncoder().encode(MSG.replace(/\n/g, "\r\n")), [{ domain: "sender.example", selector: "s1", privateKey: key.privateKey }]);
+  const signed = signAsSender(new TextEncoder().encode(MSG.replace(/\n/g, "\r\n")));
   writeFileSync(signedPath, new TextDecoder().decode(signed).replace(/\r\n/g, "\n"));
   writeFileSync(forgedPath, MSG);
 

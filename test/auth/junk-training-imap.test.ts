@@ -6,18 +6,9 @@
  * STORE $Junk / -$Junk trains and untrains, COPY into Junk trains.
  */
 import { test, expect } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
-import { Logger, setLogSink, setLogLevel, getLogLevel } from "../../app/src/log/index.ts";
-import { startImapServers } from "../../app/src/imapserver/server.ts";
-import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
-import { openStore } from "../../app/src/store/index.ts";
+import { Logger } from "../../app/src/log/index.ts";
 import { IncomingFilter } from "../../app/src/reputation/decide.ts";
-
-const USER = "junk@test.example";
-const PASSWORD = "junk training pass";
+import { startImapHarness, USER, PASSWORD } from "../imapserver/harness.ts";
 
 const PY = `
 import imaplib, ssl, sys
@@ -61,30 +52,12 @@ const message = (subject: string, body: string) =>
   new TextEncoder().encode(`From: Sender <sender@elsewhere.example>\r\nTo: ${USER}\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, "")}@elsewhere.example>\r\n\r\n${body}\r\n`);
 
 test("imaplib: MOVE into Junk trains spam, MOVE back untrains; STORE $Junk and COPY train", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "lb-junktrain-"));
-  const prevSink = setLogSink(() => {});
-  const prevLevel = getLogLevel();
-  setLogLevel("error");
-  const store = await openStore(dir, { log: new Logger({ room: "store" }) });
-  let imap: Awaited<ReturnType<typeof startImapServers>> | null = null;
+  let filter: IncomingFilter | null = null;
+  const h = await startImapHarness({ logLevel: "error", junk: (store) => (filter = new IncomingFilter({ store, log: new Logger({ room: "reputation" }) })).junk });
   try {
-    const account = await store.addAccount(USER, PASSWORD);
-    const filter = new IncomingFilter({ store, log: new Logger({ room: "reputation" }) });
-    const tls = await loadOrCreateSelfSigned(join(dir, "tls"), ["localhost"]);
-    const config: Config = {
-      file: null,
-      hostname: "imap.test.example",
-      dataDir: dir,
-      logLevel: "error",
-      tls: null,
-      listeners: [{ name: "test", ips: ["127.0.0.1"], imaps: { port: 0 } }],
-      limits: { ...DEFAULT_LIMITS, exemptLoopback: true },
-      catchallSeparator: "+",
-      localserve: false,
-    };
-    imap = await startImapServers({ config, store, tls: { certPem: tls.certPem, keyPem: tls.keyPem }, log: new Logger({ room: "imapserver" }), authDelayBaseMs: 5, junk: filter.junk });
-    const port = imap.addresses.find((a) => a.kind === "imaps")!.port;
-    const stats = () => filter.junk.stats(account.id);
+    const { store, account } = h;
+    const port = h.imapsPort;
+    const stats = () => filter!.junk.stats(account.id);
 
     await store.deliver({ data: message("Cheap pills now", "buy cheap pills viagra casino winner"), targets: [{ accountId: account.id }] });
     expect(stats()).toMatchObject({ hams: 0, spams: 0 });
@@ -113,12 +86,8 @@ test("imaplib: MOVE into Junk trains spam, MOVE back untrains; STORE $Junk and C
     await py(port, "copyjunk");
     expect(stats().spams).toBe(2); // both Inbox messages' copies are now in Junk with $Junk: each trained once
     expect(stats().hams).toBe(0);
-    expect(await store.verifyData()).toEqual([]);
+    expect(await h.verify()).toEqual([]);
   } finally {
-    await imap?.close();
-    await store.close();
-    setLogSink(prevSink);
-    setLogLevel(prevLevel);
-    rmSync(dir, { recursive: true, force: true });
+    await h.close();
   }
 }, 60_000);

@@ -4,26 +4,15 @@
  * comment with iprev's result and each verdict's DNSSEC status.
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
-import { generateKeyPairSync } from "node:crypto";
 import { formatReceived, authComment } from "../../app/src/smtpserver/received.ts";
 import { verdictsFor } from "../../app/src/smtpserver/incoming.ts";
-import { dkimSign } from "../../app/src/dkim/sign.ts";
-import { startZoneDns, type ZoneDns, type Zone } from "../spf/zone-dns.ts";
+import type { ZoneDns } from "../spf/zone-dns.ts";
+import { SENDER_MTA, signAsSender, startSenderDns } from "./sender-domain.ts";
 
 let dns: ZoneDns;
-const key = generateKeyPairSync("ed25519");
-const pub = (key.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32).toString("base64");
 
 beforeAll(async () => {
-  dns = await startZoneDns(
-    new Map([
-      ["sender.example", [{ type: "TXT", data: "v=spf1 ip4:192.0.2.0/24 -all" }]],
-      ["_dmarc.sender.example", [{ type: "TXT", data: "v=DMARC1; p=none" }]],
-      ["s1._domainkey.sender.example", [{ type: "TXT", data: `v=DKIM1; k=ed25519; p=${pub}` }]],
-      ["10.2.0.192.in-addr.arpa", [{ type: "PTR", data: "mail.sender.example" }]],
-      ["mail.sender.example", [{ type: "A", data: "192.0.2.10" }]],
-    ]) as Zone,
-  );
+  dns = await startSenderDns({ dmarc: "v=DMARC1; p=none", more: SENDER_MTA });
 });
 afterAll(async () => {
   await dns.close();
@@ -37,7 +26,7 @@ test("authComment words each lookup's DNSSEC status; no DKIM signature, no dkim 
 });
 
 test("MX verdicts on a DNSSEC-signed zone: Received names the confirmed PTR and says dnssec: yes", async () => {
-  const data = dkimSign(new TextEncoder().encode("From: <a@sender.example>\r\nSubject: x\r\n\r\nhi\r\n"), [{ domain: "sender.example", selector: "s1", privateKey: key.privateKey }]);
+  const data = signAsSender(new TextEncoder().encode("From: <a@sender.example>\r\nSubject: x\r\n\r\nhi\r\n"));
   for (const authentic of [true, false]) {
     dns.authentic = authentic;
     const v = await verdictsFor({ dns: dns.resolver(), filter: null }, { ip: "192.0.2.10", helo: "helo.name", mailFrom: { localPart: "a", domain: "sender.example" }, data, hostname: "mx.receiver.example" });

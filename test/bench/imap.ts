@@ -25,26 +25,15 @@
  * (npm run bench:imap). Exit 0 when both servers kept every message; 1
  * otherwise; 2 on bad arguments. Speed is reported, never judged.
  */
-import { parseArgs } from "node:util";
 import { chownSync, mkdirSync, writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { peakRssKiB, startLocalserve, verifydata, LOCALSERVE_BASE_PORTS, LOCAL_ACCOUNT, LOCAL_PASSWORD } from "../helpers/letterbox.ts";
-import { freePort, waitForPort } from "../helpers/ports.ts";
-import { requireBin } from "../helpers/process.ts";
+import { launchDovecot, type DovecotProcess } from "../helpers/dovecot.ts";
+import { peakRssKiB, LOCALSERVE_BASE_PORTS, LOCAL_ACCOUNT, LOCAL_PASSWORD } from "../helpers/letterbox.ts";
+import { freePort } from "../helpers/ports.ts";
+import { systemUser } from "../helpers/process.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { RawClient } from "../imapserver/raw-client.ts";
-
-function usage(msg: string): never {
-  process.stderr.write(`imap bench: ${msg}\nusage: bun test/bench/imap.ts [--messages N] [--sessions S] [--searches R] [--json]\n`);
-  process.exit(2);
-}
-
-function positiveInt(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} must be a positive integer`);
-  return n;
-}
+import { benchArgs, finish, mibText, ratioText, runLocalserve, table } from "./shared.ts";
 
 const WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee".split(" ");
 
@@ -143,30 +132,21 @@ async function workload(
   return { steps, check };
 }
 
-interface Dovecot {
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** A private Dovecot on 127.0.0.1 (see the module comment). */
-async function startDovecot(dir: string, certPem: string, keyPem: string, user: string, pass: string): Promise<Dovecot> {
-  const bin = requireBin("dovecot", "dovecot-imapd");
+/** A private Dovecot on 127.0.0.1 (see the module comment); resolves with its imaps port. */
+async function startDovecot(dir: string, certPem: string, keyPem: string, user: string, pass: string): Promise<DovecotProcess & { port: number }> {
   const port = await freePort();
-  for (const d of ["run", "state", "home"]) mkdirSync(join(dir, d), { recursive: true });
+  mkdirSync(join(dir, "home"), { recursive: true });
   writeFileSync(join(dir, "cert.pem"), certPem);
   writeFileSync(join(dir, "key.pem"), keyPem, { mode: 0o600 });
-  writeFileSync(join(dir, "passwd"), `${user}:{PLAIN}${pass}::::::\n`);
-  const uid = Number(readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("dovecot:"))?.split(":")[2] ?? "NaN");
-  const gid = Number(readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("dovecot:"))?.split(":")[3] ?? "NaN");
-  if (!Number.isInteger(uid)) throw new Error("no dovecot user in /etc/passwd (install dovecot-imapd)");
+  const { uid, gid } = systemUser("dovecot");
   chownSync(join(dir, "home"), uid, gid);
-  const conf = join(dir, "dovecot.conf");
-  writeFileSync(
-    conf,
-    `base_dir = ${dir}/run
-state_dir = ${dir}/state
-log_path = ${dir}/dovecot.log
-instance_name = lb-bench-${port}
+  const dovecot = await launchDovecot({
+    dir,
+    debianPackage: "dovecot-imapd",
+    users: [{ username: user, password: pass }],
+    ready: { port },
+    timeoutMs: 15_000,
+    conf: `instance_name = lb-bench-${port}
 protocols = imap
 listen = 127.0.0.1
 ssl = required
@@ -190,114 +170,60 @@ service imap-login {
     ssl = yes
   }
 }
-service anvil {
-  chroot =
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u ${dir}/passwd
-}
 userdb {
   driver = static
   args = uid=${uid} gid=${gid} home=${dir}/home/%u
 }
 `,
-  );
-  const p = Bun.spawn([bin, "-F", "-c", conf], { stdout: "pipe", stderr: "pipe" });
-  try {
-    await waitForPort(port, { timeoutMs: 15_000 });
-  } catch (e) {
-    p.kill(9);
-    throw new Error(`dovecot did not start: ${(e as Error).message}\n${readFileSafe(join(dir, "dovecot.log"))}`);
-  }
-  return {
-    port,
-    async stop() {
-      p.kill("SIGTERM");
-      const t = setTimeout(() => p.kill(9), 10_000);
-      await p.exited;
-      clearTimeout(t);
-    },
-  };
-}
-
-function readFileSafe(p: string): string {
-  try {
-    return readFileSync(p, "utf8");
-  } catch {
-    return "";
-  }
+  });
+  return { ...dovecot, port };
 }
 
 async function main(): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({ args: process.argv.slice(2), options: { messages: { type: "string" }, sessions: { type: "string" }, searches: { type: "string" }, json: { type: "boolean" } } }));
-  } catch (e) {
-    usage((e as Error).message);
-  }
-  const o = {
-    messages: positiveInt(values.messages as string | undefined, "messages", 10_000),
-    sessions: positiveInt(values.sessions as string | undefined, "sessions", 10),
-    searches: positiveInt(values.searches as string | undefined, "searches", 5),
-  };
+  const { json, ...o } = benchArgs("imap bench", "bun test/bench/imap.ts [--messages N] [--sessions S] [--searches R] [--json]", { messages: 10_000, sessions: 10, searches: 5 });
   const tmp = tmpDir("lb-bench-imap", { worldReadable: true });
   const results: { server: string; steps: Step[]; check: string | null }[] = [];
-  let ok = true;
+  const problems: string[] = [];
   let rss: number | null = null;
   try {
     // Letterbox.
     const lsDir = join(tmp.path, "letterbox");
-    const ls = await startLocalserve({ dir: lsDir, args: ["--loglevel", "info"] });
-    let lb;
-    try {
-      lb = await workload(LOCALSERVE_BASE_PORTS.imaps + ls.offset, LOCAL_ACCOUNT, LOCAL_PASSWORD, o, () => peakRssKiB(ls.pid));
-      rss = peakRssKiB(ls.pid);
-    } finally {
-      const code = await ls.stop();
-      if (code !== 0) {
-        ok = false;
-        process.stderr.write(`localserve exited ${code}\n`);
+    const lb = await runLocalserve(lsDir, ["--loglevel", "info"], problems, (ls) =>
+      workload(LOCALSERVE_BASE_PORTS.imaps + ls.offset, LOCAL_ACCOUNT, LOCAL_PASSWORD, o, () => peakRssKiB(ls.pid)),
+    );
+    if (lb) {
+      rss = lb.peakRssKiB;
+      results.push({ server: "letterbox", ...lb.value });
+      // Dovecot, with the same certificate.
+      const certPem = readFileSync(join(lsDir, "tls", "selfsigned-cert.pem"), "utf8");
+      const keyPem = readFileSync(join(lsDir, "tls", "selfsigned-key.pem"), "utf8");
+      const dv = await startDovecot(join(tmp.path, "dovecot"), certPem, keyPem, "bench@localhost", "benchpass");
+      try {
+        results.push({ server: "dovecot", ...(await workload(dv.port, "bench@localhost", "benchpass", o)) });
+      } finally {
+        await dv.stop();
       }
     }
-    results.push({ server: "letterbox", ...lb });
-    const v = await verifydata(lsDir);
-    if (v.code !== 0) {
-      ok = false;
-      process.stderr.write(`verifydata failed: ${v.stdout}${v.stderr}\n`);
-    }
-    // Dovecot, with the same certificate.
-    const certPem = readFileSync(join(lsDir, "tls", "selfsigned-cert.pem"), "utf8");
-    const keyPem = readFileSync(join(lsDir, "tls", "selfsigned-key.pem"), "utf8");
-    const dv = await startDovecot(join(tmp.path, "dovecot"), certPem, keyPem, "bench@localhost", "benchpass");
-    try {
-      results.push({ server: "dovecot", ...(await workload(dv.port, "bench@localhost", "benchpass", o)) });
-    } finally {
-      await dv.stop();
-    }
+  } catch (e) {
+    problems.push((e as Error).stack ?? String(e));
   } finally {
     tmp.cleanup();
   }
-  for (const r of results) if (r.check) {
-    ok = false;
-    process.stderr.write(`${r.server}: ${r.check}\n`);
-  }
-  const lb = results.find((r) => r.server === "letterbox")!;
-  const dv = results.find((r) => r.server === "dovecot")!;
-  if (values.json) {
-    process.stdout.write(JSON.stringify({ options: o, results, peakRssKiB: rss }, null, 2) + "\n");
-  } else {
+  for (const r of results) if (r.check) problems.push(`${r.server}: ${r.check}`);
+  const lb = results.find((r) => r.server === "letterbox");
+  const dv = results.find((r) => r.server === "dovecot");
+  if (json) {
+    process.stdout.write(JSON.stringify({ options: o, results, peakRssKiB: rss, problems }, null, 2) + "\n");
+  } else if (lb && dv) {
     process.stdout.write(`IMAP bench: ${o.messages} messages, ${o.sessions} APPEND sessions, ${o.searches} searches, implicit TLS, 127.0.0.1\n\n`);
-    process.stdout.write(`${"step".padEnd(28)}${"letterbox ops/s".padStart(18)}${"dovecot ops/s".padStart(16)}${"ratio".padStart(9)}${"our peak RSS".padStart(15)}\n`);
-    for (let i = 0; i < lb.steps.length; i++) {
-      const a = lb.steps[i]!;
+    const rows = [["step", "letterbox ops/s", "dovecot ops/s", "ratio", "our peak RSS"]];
+    lb.steps.forEach((a, i) => {
       const b = dv.steps[i]!;
-      const mib = a.peakKiB === null ? "n/a" : `${(a.peakKiB / 1024).toFixed(1)} MiB`;
-      process.stdout.write(`${a.name.padEnd(28)}${a.perSecond.toFixed(1).padStart(18)}${b.perSecond.toFixed(1).padStart(16)}${(a.perSecond / b.perSecond).toFixed(2).padStart(9)}${mib.padStart(15)}\n`);
-    }
-    process.stdout.write(`\nletterbox peak RSS: ${rss === null ? "n/a" : `${(rss / 1024).toFixed(1)} MiB`}\n`);
+      rows.push([a.name, a.perSecond.toFixed(1), b.perSecond.toFixed(1), ratioText(a.perSecond, b.perSecond), mibText(a.peakKiB)]);
+    });
+    process.stdout.write(table(rows).join("\n") + `\n\nletterbox peak RSS: ${mibText(rss)}\n`);
   }
-  return ok ? 0 : 1;
+  return finish("imap bench", problems);
 }
 
 process.exit(await main());

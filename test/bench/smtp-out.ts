@@ -27,10 +27,10 @@
  * or duplicated message or a crash; 2 on bad arguments. Speed is reported,
  * never judged.
  */
-import { parseArgs } from "node:util";
 import { chmodSync, existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { startPostfix, type PostfixInstance } from "../helpers/postfix.ts";
+import { peakRssKiB } from "../helpers/letterbox.ts";
 import { randomFreePort, waitForPort } from "../helpers/ports.ts";
 import { requireBin, runCommand } from "../helpers/process.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
@@ -41,6 +41,7 @@ import { Queue } from "../../app/src/queue/index.ts";
 import { DirectTransport } from "../../app/src/queue/smtp.ts";
 import { Resolver } from "../../app/src/dns/resolver.ts";
 import { parseAddress } from "../../app/src/smtp/address.ts";
+import { benchArgs, finish, printMsgReport, smtpSource, waitFor } from "./shared.ts";
 
 interface Result {
   queue: "letterbox" | "postfix";
@@ -49,18 +50,6 @@ interface Result {
   size: number;
   seconds: number;
   perSecond: number;
-}
-
-function usage(msg: string): never {
-  process.stderr.write(`smtp-out: ${msg}\nusage: bun test/bench/smtp-out.ts [--messages N] [--size OCTETS] [--domains D] [--json]\n`);
-  process.exit(2);
-}
-
-function positiveInt(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} must be a positive integer`);
-  return n;
 }
 
 interface Sink {
@@ -126,42 +115,16 @@ function postfixQueued(pf: PostfixInstance): number {
   return ["maildrop", "incoming", "active", "deferred", "hold"].reduce((n, q) => n + countFiles(join(pf.dir, "queue", q)), 0);
 }
 
-/** Peak resident memory of this process (VmHWM), in KiB. */
-function peakRssKiB(): number | null {
-  const m = readFileSync("/proc/self/status", "utf8").match(/^VmHWM:\s+(\d+)\s+kB/m);
-  return m ? Number(m[1]) : null;
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
-
 async function postfixCmd(args: string[]): Promise<void> {
   const r = await runCommand(args, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`${args.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
 }
 
 async function main(): Promise<number> {
-  let values: { messages?: string; size?: string; domains?: string; json?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: process.argv.slice(2),
-      options: { messages: { type: "string" }, size: { type: "string" }, domains: { type: "string" }, json: { type: "boolean" } },
-    }));
-  } catch (e) {
-    usage((e as Error).message);
-  }
-  const messages = positiveInt(values.messages, "messages", 2000);
-  const size = positiveInt(values.size, "size", 10240);
-  const domains = positiveInt(values.domains, "domains", 1);
+  const o = benchArgs("smtp-out", "bun test/bench/smtp-out.ts [--messages N] [--size OCTETS] [--domains D] [--json]", { messages: 2000, size: 10240, domains: 1 });
+  const { messages, size, domains } = o;
   const sinkBin = requireBin("smtp-sink", "postfix");
-  const sourceBin = requireBin("smtp-source", "postfix");
   const postconf = requireBin("postconf", "postfix");
-  const postfixBin = requireBin("postfix", "postfix");
   const postqueue = requireBin("postqueue", "postfix");
   const postsuper = requireBin("postsuper", "postfix");
 
@@ -216,7 +179,7 @@ async function main(): Promise<number> {
       if (queue.qs.count().recipients > 0) await Bun.sleep(5);
     }
     const ours = (performance.now() - t0) / 1000;
-    rssKiB = peakRssKiB();
+    rssKiB = peakRssKiB(process.pid);
     results.push({ queue: "letterbox", messages, domains, size, seconds: ours, perSecond: messages / ours });
     await queue.stop();
     const v = await store.verifyData();
@@ -239,15 +202,14 @@ async function main(): Promise<number> {
     cleanups.push(() => pf.stop());
     // Every message smtpd accepts goes on hold (access(5) action HOLD): nothing is delivered while injecting.
     await postfixCmd([postconf, "-c", pf.configDir, "-e", "smtpd_client_restrictions = check_client_access static:HOLD"]);
-    await postfixCmd([postfixBin, "-c", pf.configDir, "reload"]);
+    const reload = await pf.postfix(["reload"]);
+    if (reload.code !== 0) throw new Error(`postfix reload exited ${reload.code}: ${reload.stderr}${reload.stdout}`);
     await Bun.sleep(1000);
     // smtp-source: 20 sessions, messages of SIZE octets; one recipient each, over the bench domains.
     for (let d = 0; d < domains; d++) {
       const n = Math.floor(messages / domains) + (d < messages % domains ? 1 : 0);
       if (n === 0) continue;
-      const args = [sourceBin, "-4", "-s", "20", "-l", String(size), "-m", String(n), "-M", "sender.bench.test", "-f", "bench@sender.bench.test", "-t", `rcpt@d${d}.bench.test`, `127.0.0.1:${pf.port}`];
-      const r = await runCommand(args, { timeoutMs: 30 * 60_000 });
-      if (r.code !== 0) throw new Error(`${args.join(" ")} exited ${r.code}: ${r.stdout}${r.stderr}`);
+      await smtpSource(pf.port, { messages: n, sessions: 20, size, helo: "sender.bench.test", from: "bench@sender.bench.test", to: `rcpt@d${d}.bench.test` });
     }
     await waitFor("postfix to hold every injected message", () => countFiles(join(pf.dir, "queue", "hold")) === messages && postfixQueued(pf) === messages, 10 * 60_000);
     if (pfSink.count() !== 0) throw new Error("postfix delivered before the clock started");
@@ -278,23 +240,13 @@ async function main(): Promise<number> {
     dir.cleanup();
   }
 
+  const rows = [["queue", "messages", "domains", "size", "seconds", "msg/s"]];
+  for (const r of results) rows.push([r.queue, String(r.messages), String(r.domains), String(r.size), r.seconds.toFixed(2), r.perSecond.toFixed(1)]);
   const ours = results.find((r) => r.queue === "letterbox");
   const theirs = results.find((r) => r.queue === "postfix");
-  const ratio = ours && theirs ? ours.perSecond / theirs.perSecond : null;
-  if (values.json) {
-    process.stdout.write(JSON.stringify({ results, ratio, letterboxPeakRssKiB: rssKiB, problems }, null, 2) + "\n");
-  } else {
-    const rows = [["queue", "messages", "domains", "size", "seconds", "msg/s"]];
-    for (const r of results) rows.push([r.queue, String(r.messages), String(r.domains), String(r.size), r.seconds.toFixed(2), r.perSecond.toFixed(1)]);
-    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    const out = rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
-    out.push("");
-    out.push(`ratio letterbox/postfix (msg/s): ${ratio === null ? "n/a" : ratio.toFixed(2)}`);
-    out.push(`letterbox peak RSS (VmHWM of this process after queueing and delivering): ${rssKiB === null ? "n/a" : (rssKiB / 1024).toFixed(1) + " MiB"}`);
-    process.stdout.write(out.join("\n") + "\n");
-  }
-  for (const p of problems) process.stderr.write(`smtp-out: PROBLEM: ${p}\n`);
-  return problems.length === 0 ? 0 : 1;
+  const rssLabel = "letterbox peak RSS (VmHWM of this process after queueing and delivering)";
+  printMsgReport({ json: o.json, results, ours, theirs, rows, rssLabel, rssKiB, problems });
+  return finish("smtp-out", problems);
 }
 
 process.exit(await main());

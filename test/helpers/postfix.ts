@@ -1,23 +1,28 @@
 /**
- * A private Postfix instance as a real SMTP peer for tests and benchmarks.
+ * Private Postfix instances as real SMTP peers for tests and benchmarks.
  *
- * It never touches the system's Postfix (/etc/postfix, port 25):
- * 1. Everything lives in a temp folder: `etc/` (config_directory with our own
- *    main.cf and master.cf), `queue/`, `data/`, `mail/` (maildirs), `maillog`.
- * 2. master.cf runs smtpd on one free 127.0.0.1 port only; no service is
- *    chrooted (the temp queue has no chroot copies of /etc), no pickup from
- *    sendmail is needed since mail comes in over SMTP.
- * 3. main.cf: inet_interfaces=127.0.0.1, IPv4 only, nothing delivered locally
- *    (mydestination empty), relaying allowed for 127.0.0.0/8 only, no DNS at
- *    all (smtp_dns_support_level=disabled, smtp_host_lookup=native), logging
- *    to `maillog` through postlogd (there is no syslog in CI).
- * 4. Modes: "maildir" delivers every recipient of `domain` into one maildir
+ * They never touch the system's Postfix (/etc/postfix, port 25):
+ * 1. Everything lives in the instance's folder: `etc/` (config_directory with
+ *    our own main.cf and master.cf, plus any map files), `queue/`, `data/`,
+ *    `mail/` (virtual(8) maildirs, owned by nobody), `maillog`.
+ * 2. master.cf runs the caller's smtpd listeners only, then the internal
+ *    services; no service is chrooted (the queue has no chroot copies of
+ *    /etc), no pickup from sendmail is needed since mail comes in over SMTP.
+ * 3. main.cf (`privateMainCf`): the instance's own folders, IPv4 on the given
+ *    interface, nothing delivered locally (mydestination empty), no DNS at
+ *    all (smtp_dns_support_level=disabled), logging to `maillog` through
+ *    postlogd (there is no syslog in CI); the caller adds its own lines.
+ * 4. `launchPostfix` writes the files and runs `postfix -c DIR start` (which
+ *    runs `postfix check`, creating the queue folders with the right owners),
+ *    optionally inside a network namespace (`wrap`); `stop()` runs `postfix
+ *    stop`, waits for the master process to be gone (`abort` when it lingers).
+ *    An exit hook aborts whatever is still running when the process exits.
+ * 5. `startPostfix` is the ready-made instance on a free 127.0.0.1 port:
+ *    "maildir" mode delivers every recipient of `domain` into one maildir
  *    (`mail/box/`) through the virtual delivery agent under a static uid
  *    (nobody); "relay-to" sends all mail to `[127.0.0.1]:relayPort` with
- *    opportunistic STARTTLS (smtp_tls_security_level=may, RFC 3207).
- * 5. `postfix -c DIR start` runs `postfix check`, which creates the queue
- *    folders with the right owners; `stop()` runs `postfix -c DIR stop`, waits
- *    for the master process to be gone, and removes the folder.
+ *    opportunistic STARTTLS (smtp_tls_security_level=may, RFC 3207). It lives
+ *    in a temp folder that `stop()` removes.
  *
  * Needs root (Postfix's master runs as root and drops to mail_owner=postfix)
  * and the Debian package `postfix` (which also brings smtp-source/smtp-sink).
@@ -25,58 +30,60 @@
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomFreePort, waitForPort } from "./ports.ts";
-import { requireBin, runCommand } from "./process.ts";
+import { requireBin, runCommand, systemUser, type CommandResult } from "./process.ts";
 import { tmpDir, type TmpDir } from "./tmp.ts";
 
-export type PostfixMode = { mode: "relay-to"; relayPort: number; relayHost?: string } | { mode: "maildir"; domain?: string };
-
-export interface PostfixInstance {
-  /** smtpd port on 127.0.0.1. */
-  port: number;
-  /** The instance's folder (etc, queue, data, mail, maillog). */
-  dir: string;
-  configDir: string;
-  /** Maildir folder of "maildir" mode (cur/new/tmp inside). */
-  maildir: string;
-  /** The domain accepted in "maildir" mode. */
-  domain: string;
-  /** Contents of the instance's log so far. */
-  log(): string;
-  /** Number of delivered messages in the maildir (new + cur). */
-  maildirCount(): number;
-  /** Polls the log until `pattern` matches; rejects with the log after `timeoutMs`. */
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-  /** Stops the instance and removes its folder. Safe to call twice. */
-  stop(): Promise<void>;
+/** Where an instance in `dir` keeps its files (module comment, step 1). */
+export function postfixPaths(dir: string): { configDir: string; mailBase: string; maildir: string; logFile: string } {
+  const mailBase = join(dir, "mail");
+  return { configDir: join(dir, "etc"), mailBase, maildir: join(mailBase, "box"), logFile: join(dir, "maillog") };
 }
 
-const live = new Set<string>();
-let exitHookInstalled = false;
-
-function userIds(name: string): { uid: number; gid: number } {
-  for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
-    const f = line.split(":");
-    if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
-  }
-  throw new Error(`user ${name} not found in /etc/passwd (is the postfix package installed?)`);
+/**
+ * The main.cf lines every private instance has (module comment, step 3):
+ * its own folders and log, one IPv4 interface, no local delivery, no DNS.
+ * Callers append their own lines; none of theirs may repeat these names.
+ */
+export function privateMainCf(dir: string, o: { inetInterfaces: string; hostname: string; domain: string }): string[] {
+  return [
+    "compatibility_level = 3.6",
+    `queue_directory = ${dir}/queue`,
+    `data_directory = ${dir}/data`,
+    "mail_owner = postfix",
+    "setgid_group = postdrop",
+    `maillog_file_prefixes = ${dir}`,
+    `maillog_file = ${postfixPaths(dir).logFile}`,
+    `inet_interfaces = ${o.inetInterfaces}`,
+    "inet_protocols = ipv4",
+    `myhostname = ${o.hostname}`,
+    `mydomain = ${o.domain}`,
+    "mydestination =",
+    "mynetworks = 127.0.0.0/8",
+    "alias_maps =",
+    "alias_database =",
+    // No DNS anywhere: hosts come from /etc/hosts or are IP literals.
+    "smtp_dns_support_level = disabled",
+    "smtpd_peername_lookup = no",
+    "maximal_queue_lifetime = 1h",
+  ];
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function masterPid(dir: string): number | null {
-  try {
-    const n = Number(readFileSync(join(dir, "queue/pid/master.pid"), "utf8").trim());
-    return Number.isInteger(n) && n > 0 ? n : null;
-  } catch {
-    return null;
-  }
+/**
+ * main.cf lines that deliver `domains` through virtual(8) into maildirs under
+ * the instance's `mail/` as nobody; `maps` names each recipient's maildir
+ * (a trailing slash means maildir, virtual(8)), e.g. "static:box/" for one
+ * mailbox for every recipient.
+ */
+export function virtualMaildirCf(dir: string, domains: readonly string[], maps: string): string[] {
+  const nobody = systemUser("nobody");
+  return [
+    `virtual_mailbox_domains = ${domains.join(" ")}`,
+    `virtual_mailbox_base = ${postfixPaths(dir).mailBase}`,
+    `virtual_mailbox_maps = ${maps}`,
+    `virtual_uid_maps = static:${nobody.uid}`,
+    `virtual_gid_maps = static:${nobody.gid}`,
+    "virtual_minimum_uid = 100",
+  ];
 }
 
 const MASTER_CF_SERVICES = `# service type  private unpriv  chroot  wakeup  maxproc command
@@ -104,53 +111,177 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `;
 
-/** Starts a private Postfix; see the module comment. Throws with Postfix's own diagnostics on failure. */
+export interface PostfixLaunch {
+  /** The instance's folder; it must exist. The instance's files are made inside, nothing is removed. */
+  dir: string;
+  /** Complete main.cf, usually `privateMainCf(...)` plus the caller's lines. */
+  main: string[];
+  /** master.cf lines of the smtpd listeners; the internal services are appended. */
+  listeners: string[];
+  /** Extra files (maps) written into etc/ before the start, by name. */
+  etcFiles?: Record<string, string>;
+  /** Prefix that runs a command elsewhere, e.g. `ip netns exec NAME`. */
+  wrap?: string[];
+}
+
+export interface PostfixProcess {
+  dir: string;
+  configDir: string;
+  /** The maildir `static:box/` (or `box/` map entries) deliver into: cur/new/tmp inside. */
+  maildir: string;
+  /** Contents of the instance's log so far ("" before the first line). */
+  log(): string;
+  /** Number of delivered messages in the maildir (new + cur). */
+  maildirCount(): number;
+  /** Texts of the delivered messages, new/ then cur/, each in file-name order. */
+  messages(): string[];
+  /** Polls the log until `pattern` matches; rejects with the log's tail after `timeoutMs` (default 30 s). */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Runs `postfix -c CONFIG_DIR ARGS...` (through `wrap`), e.g. `["reload"]`. */
+  postfix(args: string[]): Promise<CommandResult>;
+  /** Stops the master and waits until it is gone. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+const live = new Set<string>();
+let exitHookInstalled = false;
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function masterPid(dir: string): number | null {
+  try {
+    const n = Number(readFileSync(join(dir, "queue/pid/master.pid"), "utf8").trim());
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Writes the instance's files and starts its master (module comment, step 4); throws with Postfix's own diagnostics on failure. */
+export async function launchPostfix(o: PostfixLaunch): Promise<PostfixProcess> {
+  const bin = requireBin("postfix", "postfix");
+  const wrap = o.wrap ?? [];
+  const { configDir, mailBase, maildir, logFile } = postfixPaths(o.dir);
+  const postfixIds = systemUser("postfix");
+  const nobody = systemUser("nobody");
+  mkdirSync(configDir, { mode: 0o755 });
+  mkdirSync(join(o.dir, "queue"), { mode: 0o755 });
+  mkdirSync(join(o.dir, "data"), { mode: 0o700 });
+  chownSync(join(o.dir, "data"), postfixIds.uid, postfixIds.gid);
+  mkdirSync(mailBase, { mode: 0o700 });
+  chownSync(mailBase, nobody.uid, nobody.gid);
+  for (const [name, text] of Object.entries(o.etcFiles ?? {})) writeFileSync(join(configDir, name), text);
+  writeFileSync(join(configDir, "main.cf"), o.main.join("\n") + "\n");
+  writeFileSync(join(configDir, "master.cf"), o.listeners.map((l) => l + "\n").join("") + MASTER_CF_SERVICES);
+
+  const log = () => {
+    try {
+      return readFileSync(logFile, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const postfix = (args: string[]) => runCommand([...wrap, bin, "-c", configDir, ...args], { timeoutMs: 60_000 });
+  const res = await postfix(["start"]).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+  if (res.code !== 0) {
+    // postfix(1) prints its fatal errors only to a terminal or the log: rerun the check under script(1) for them.
+    const diag = await runCommand([...wrap, "script", "-qec", `${bin} -c ${configDir} check`, "/dev/null"], { timeoutMs: 30_000 }).catch(
+      (e: Error) => ({ code: -1, stdout: e.message, stderr: "" }),
+    );
+    // start may have got as far as a running master.
+    await postfix(["abort"]).catch(() => null);
+    throw new Error(`postfix -c ${configDir} start failed (${res.code}): ${res.stdout}${res.stderr}${diag.stdout}${diag.stderr}\n${log()}`);
+  }
+  live.add(configDir);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // abort only signals the master through its pid file: no namespace needed (it may be gone by then).
+    process.on("exit", () => {
+      for (const c of live) Bun.spawnSync([bin, "-c", c, "abort"], { stdout: "ignore", stderr: "ignore" });
+    });
+  }
+
+  let stopped: Promise<void> | null = null;
+  const stop = () => {
+    stopped ??= (async () => {
+      const pid = masterPid(o.dir);
+      await postfix(["stop"]).catch(() => null);
+      const deadline = Date.now() + 15_000;
+      while (pid !== null && pidAlive(pid) && Date.now() < deadline) await Bun.sleep(50);
+      if (pid !== null && pidAlive(pid)) {
+        await postfix(["abort"]).catch(() => null);
+        while (pidAlive(pid) && Date.now() < deadline + 10_000) await Bun.sleep(50);
+      }
+      live.delete(configDir);
+    })();
+    return stopped;
+  };
+  const mailFiles = (): string[] => {
+    const out: string[] = [];
+    for (const sub of ["new", "cur"]) {
+      try {
+        out.push(...readdirSync(join(maildir, sub)).sort().map((n) => join(maildir, sub, n)));
+      } catch {
+        // not created before the first delivery
+      }
+    }
+    return out;
+  };
+  const waitForLog = async (pattern: RegExp, timeoutMs = 30_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = log().match(pattern);
+      if (m) return m;
+      if (Date.now() > deadline) throw new Error(`postfix log has no ${pattern} after ${timeoutMs} ms:\n${log().slice(-4000)}`);
+      await Bun.sleep(100);
+    }
+  };
+  return {
+    dir: o.dir,
+    configDir,
+    maildir,
+    log,
+    maildirCount: () => mailFiles().length,
+    messages: () => mailFiles().map((f) => readFileSync(f, "utf8")),
+    waitForLog,
+    postfix,
+    stop,
+  };
+}
+
+export type PostfixMode = { mode: "relay-to"; relayPort: number; relayHost?: string } | { mode: "maildir"; domain?: string };
+
+export interface PostfixInstance extends PostfixProcess {
+  /** smtpd port on 127.0.0.1. */
+  port: number;
+  /** The domain accepted in "maildir" mode ("" in "relay-to" mode). */
+  domain: string;
+  /** Stops the instance and removes its folder. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/** Starts a private Postfix on a free 127.0.0.1 port; see the module comment, step 5. */
 export async function startPostfix(mode: PostfixMode, opts: { hostname?: string } = {}): Promise<PostfixInstance> {
-  const postfix = requireBin("postfix", "postfix");
-  const postfixIds = userIds("postfix");
-  const nobody = userIds("nobody");
   const tmp: TmpDir = tmpDir("postfix", { worldReadable: true });
   const dir = tmp.path;
-  const configDir = join(dir, "etc");
-  const maildirBase = join(dir, "mail");
   const domain = mode.mode === "maildir" ? (mode.domain ?? "bench.test") : "";
-  let started = false;
   try {
-    mkdirSync(configDir, { mode: 0o755 });
-    mkdirSync(join(dir, "queue"), { mode: 0o755 });
-    mkdirSync(join(dir, "data"), { mode: 0o700 });
-    chownSync(join(dir, "data"), postfixIds.uid, postfixIds.gid);
-    mkdirSync(maildirBase, { mode: 0o700 });
-    chownSync(maildirBase, nobody.uid, nobody.gid);
-
     const port = await randomFreePort();
-    const hostname = opts.hostname ?? "peer.localhost";
     const main = [
-      "compatibility_level = 3.6",
-      `queue_directory = ${dir}/queue`,
-      `data_directory = ${dir}/data`,
-      "mail_owner = postfix",
-      "setgid_group = postdrop",
-      `maillog_file_prefixes = ${dir}`,
-      `maillog_file = ${dir}/maillog`,
-      "inet_interfaces = 127.0.0.1",
-      "inet_protocols = ipv4",
-      `myhostname = ${hostname}`,
-      "mydomain = localhost",
+      ...privateMainCf(dir, { inetInterfaces: "127.0.0.1", hostname: opts.hostname ?? "peer.localhost", domain: "localhost" }),
       "myorigin = $myhostname",
-      "mydestination =",
-      "mynetworks = 127.0.0.0/8",
-      "alias_maps =",
-      "alias_database =",
       "local_recipient_maps =",
       "smtpd_recipient_restrictions =",
-      // No DNS anywhere: hosts come from /etc/hosts or are IP literals.
-      "smtp_dns_support_level = disabled",
       "smtp_host_lookup = native",
       "lmtp_host_lookup = native",
-      "smtpd_peername_lookup = no",
       // Fail fast in tests instead of queueing for hours.
-      "maximal_queue_lifetime = 1h",
       "minimal_backoff_time = 1s",
       "maximal_backoff_time = 2s",
       "queue_run_delay = 1s",
@@ -168,93 +299,23 @@ export async function startPostfix(mode: PostfixMode, opts: { hostname?: string 
       );
     } else {
       main.push(
-        // Accepts mail for its domain only, from anyone.
+        // Accepts mail for its domain only, from anyone, into one mailbox.
         "smtpd_relay_restrictions = reject_unauth_destination",
-        `virtual_mailbox_domains = ${domain}`,
-        `virtual_mailbox_base = ${maildirBase}`,
-        // A trailing slash means maildir (virtual(8)); one mailbox for every recipient.
-        "virtual_mailbox_maps = static:box/",
-        `virtual_uid_maps = static:${nobody.uid}`,
-        `virtual_gid_maps = static:${nobody.gid}`,
-        "virtual_minimum_uid = 100",
+        ...virtualMaildirCf(dir, [domain], "static:box/"),
         "smtp_tls_security_level = none",
       );
     }
-    writeFileSync(join(configDir, "main.cf"), main.join("\n") + "\n");
-    writeFileSync(
-      join(configDir, "master.cf"),
-      `127.0.0.1:${port} inet n - n - - smtpd\n` + MASTER_CF_SERVICES,
-    );
-
-    const res = await runCommand([postfix, "-c", configDir, "start"], { timeoutMs: 60_000 });
-    if (res.code !== 0) {
-      // postfix(1) prints its fatal errors only to a terminal or the log: rerun the check under script(1) for them.
-      const diag = await runCommand(["script", "-qec", `${postfix} -c ${configDir} check`, "/dev/null"], { timeoutMs: 30_000 }).catch(
-        (e: Error) => ({ code: -1, stdout: e.message, stderr: "" }),
-      );
-      const logText = existsSync(join(dir, "maillog")) ? readFileSync(join(dir, "maillog"), "utf8") : "";
-      throw new Error(`postfix -c ${configDir} start failed (${res.code}): ${res.stdout}${res.stderr}${diag.stdout}${diag.stderr}\n${logText}`);
-    }
-    started = true;
-    live.add(configDir);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on("exit", () => {
-        for (const c of live) Bun.spawnSync([postfix, "-c", c, "abort"], { stdout: "ignore", stderr: "ignore" });
-      });
-    }
-    await waitForPort(port, { timeoutMs: 20_000 });
-
-    const readLog = () => {
-      try {
-        return readFileSync(join(dir, "maillog"), "utf8");
-      } catch {
-        return "";
-      }
-    };
-    const boxDir = join(maildirBase, "box");
-    const maildirCount = () => {
-      let n = 0;
-      for (const sub of ["new", "cur"]) {
-        try {
-          n += readdirSync(join(boxDir, sub)).length;
-        } catch {
-          // not created before the first delivery
-        }
-      }
-      return n;
-    };
+    const pf = await launchPostfix({ dir, main, listeners: [`127.0.0.1:${port} inet n - n - - smtpd`] });
     let stopped: Promise<void> | null = null;
-    const stop = () => {
-      stopped ??= (async () => {
-        const pid = masterPid(dir);
-        await runCommand([postfix, "-c", configDir, "stop"], { timeoutMs: 60_000 }).catch(() => null);
-        const deadline = Date.now() + 15_000;
-        while (pid !== null && pidAlive(pid) && Date.now() < deadline) await Bun.sleep(50);
-        if (pid !== null && pidAlive(pid)) {
-          await runCommand([postfix, "-c", configDir, "abort"], { timeoutMs: 30_000 }).catch(() => null);
-          while (pidAlive(pid) && Date.now() < deadline + 10_000) await Bun.sleep(50);
-        }
-        live.delete(configDir);
-        tmp.cleanup();
-      })();
-      return stopped;
-    };
-    const waitForLog = async (pattern: RegExp, timeoutMs = 30_000) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const m = readLog().match(pattern);
-        if (m) return m;
-        if (Date.now() > deadline) throw new Error(`postfix log has no ${pattern} after ${timeoutMs} ms:\n${readLog().slice(-4000)}`);
-        await Bun.sleep(100);
-      }
-    };
-    return { port, dir, configDir, maildir: boxDir, domain, log: readLog, maildirCount, waitForLog, stop };
-  } catch (e) {
-    if (started) {
-      await runCommand([postfix, "-c", configDir, "abort"], { timeoutMs: 30_000 }).catch(() => null);
-      live.delete(configDir);
+    const stop = () => (stopped ??= pf.stop().finally(() => tmp.cleanup()));
+    try {
+      await waitForPort(port, { timeoutMs: 20_000 });
+    } catch (e) {
+      await stop();
+      throw e;
     }
+    return { ...pf, port, domain, stop };
+  } catch (e) {
     tmp.cleanup();
     throw e;
   }

@@ -9,9 +9,11 @@
  * 3. Every process spawned here that is still alive when the test process
  *    exits gets SIGKILL, so a failing test leaves no server behind.
  * 4. `runCommand(args)` runs a program to completion with a timeout.
+ * 5. `requireBin` finds a program or names the Debian package to install;
+ *    `systemUser` reads a system user's ids (postfix, nobody, dovecot).
  */
 import type { Subprocess } from "bun";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 const live = new Set<Subprocess>();
 let exitHookInstalled = false;
@@ -52,6 +54,15 @@ export function requireBin(bin: string, debianPackage: string): string {
   const p = which(bin);
   if (!p) throw new Error(`${bin} not found: install the Debian package "${debianPackage}" (.ci/run does)`);
   return p;
+}
+
+/** uid and gid of a system user, from /etc/passwd; throws when there is no such user. */
+export function systemUser(name: string): { uid: number; gid: number } {
+  for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
+    const f = line.split(":");
+    if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
+  }
+  throw new Error(`user ${name} not found in /etc/passwd (is its package installed?)`);
 }
 
 /** Splits a byte stream into lines, calling `onLine` for each (without the line end). */

@@ -15,6 +15,7 @@ import { startSmtpServers, type SmtpServers } from "../../app/src/smtpserver/ind
 import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
 import { openStore, type Store } from "../../app/src/store/index.ts";
 import type { Account } from "../../app/src/store/api.ts";
+import type { JunkFilter } from "../../app/src/junk/filter.ts";
 
 export const USER = "user@test.example";
 export const PASSWORD = "secret pass";
@@ -37,7 +38,9 @@ export interface ImapHarness {
 
 let certCache: { certPem: string; keyPem: string } | null = null;
 
-export async function startImapHarness(opts: { smtp?: boolean; limits?: Partial<Limits>; logLevel?: Level; quotaBytes?: number } = {}): Promise<ImapHarness> {
+export async function startImapHarness(
+  opts: { smtp?: boolean; limits?: Partial<Limits>; logLevel?: Level; quotaBytes?: number; /** The IMAP server's junk filter, made over the store. */ junk?: (store: Store) => JunkFilter } = {},
+): Promise<ImapHarness> {
   const dir = mkdtempSync(join(tmpdir(), "lb-imapserver-"));
   const logLines: string[] = [];
   const prevSink = setLogSink((l) => {
@@ -71,7 +74,7 @@ export async function startImapHarness(opts: { smtp?: boolean; limits?: Partial<
       catchallSeparator: "+",
       localserve: false,
     };
-    imap = await startImapServers({ config, store, tls, log: new Logger({ room: "imapserver" }), authDelayBaseMs: 5 });
+    imap = await startImapServers({ config, store, tls, log: new Logger({ room: "imapserver" }), authDelayBaseMs: 5, junk: opts.junk?.(store) });
     if (opts.smtp) smtp = await startSmtpServers({ config, store, tls, log: new Logger({ room: "smtpserver" }), authDelayBaseMs: 5 });
     const s = store;
     const i = imap;

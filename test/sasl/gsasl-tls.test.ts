@@ -6,24 +6,15 @@
  * Also EXTERNAL with a client certificate presented by GnuTLS.
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import * as net from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tls from "node:tls";
-import { advertisedMechanisms, advertiseOptionsFor, decodeClientLine, encodeChallenge, SaslError, startSasl, type SaslContext } from "../../app/src/sasl/server.ts";
-import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
-import { saslTlsInfo } from "../../app/src/tls/channel-binding.ts";
-import { makeClientCertificate, type ClientCertificate } from "../../app/src/tls/client-cert.ts";
-import { fakeStore } from "./helpers.ts";
+import { advertisedMechanisms, advertiseOptionsFor, decodeClientLine, encodeChallenge, SaslError, startSasl } from "../../app/src/sasl/server.ts";
+import { saslContextFor, startSaslTlsServer, type SaslTlsServer } from "./tls-fixture.ts";
 import { GSASL } from "./gsasl.ts";
 
-let dir = "";
-let server: net.Server;
-let port = 0;
-let files: { certPem: string; keyPem: string; certFile: string; keyFile: string };
-let clientCert: ClientCertificate;
-const sockets = new Set<net.Socket>();
+let fx: SaslTlsServer;
 /** Results seen by the server, per AUTHENTICATE. */
 const outcomes: string[] = [];
 
@@ -43,8 +34,7 @@ function lineReader(sock: net.Socket, onLine: (line: string) => void): void {
 
 /** Just enough IMAP (RFC 9051 §6.1.1 CAPABILITY, §6.2.1 STARTTLS, §6.2.2 AUTHENTICATE) for gsasl's --imap client. */
 function imapSession(raw: net.Socket): void {
-  sockets.add(raw);
-  raw.on("close", () => sockets.delete(raw));
+  fx.track(raw);
   raw.on("error", () => {});
   raw.write("* OK test IMAP ready\r\n");
   let plainDone = false;
@@ -56,7 +46,7 @@ function imapSession(raw: net.Socket): void {
       plainDone = true;
       raw.removeAllListeners("data");
       raw.write(`${tag} OK begin TLS\r\n`, () => {
-        const t = new tls.TLSSocket(raw, { isServer: true, cert: files.certPem, key: files.keyPem, requestCert: true, rejectUnauthorized: false });
+        const t = new tls.TLSSocket(raw, { isServer: true, cert: fx.files.certPem, key: fx.files.keyPem, requestCert: true, rejectUnauthorized: false });
         t.on("error", () => {});
         t.on("secure", () => tlsSession(t));
       });
@@ -65,8 +55,7 @@ function imapSession(raw: net.Socket): void {
 }
 
 function tlsSession(t: tls.TLSSocket): void {
-  const users = [{ login: "me@example.org", password: "s3cret pass", spkiSha256Hex: clientCert.spkiSha256Hex }];
-  const ctx: SaslContext = { store: fakeStore(users), tls: saslTlsInfo(t), hostname: "localhost" };
+  const ctx = saslContextFor(t, fx.clientCert);
   let sasl: { tag: string; step: (r: Uint8Array | null) => Promise<void> } | null = null;
   const respond = (tag: string, s: ReturnType<typeof startSasl>) => async (resp: Uint8Array | null) => {
     if (s instanceof SaslError) return;
@@ -109,24 +98,15 @@ function tlsSession(t: tls.TLSSocket): void {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "letterbox-gsasl-tls-"));
-  files = await loadOrCreateSelfSigned(dir, ["localhost"]);
-  clientCert = await makeClientCertificate("me@example.org");
-  writeFileSync(join(dir, "client-cert.pem"), clientCert.certPem);
-  writeFileSync(join(dir, "client-key.pem"), clientCert.keyPem, { mode: 0o600 });
-  server = net.createServer(imapSession);
-  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-  port = (server.address() as net.AddressInfo).port;
+  fx = await startSaslTlsServer("letterbox-gsasl-tls-", () => net.createServer(imapSession));
+  writeFileSync(join(fx.dir, "client-cert.pem"), fx.clientCert.certPem);
+  writeFileSync(join(fx.dir, "client-key.pem"), fx.clientCert.keyPem, { mode: 0o600 });
 });
 
-afterAll(async () => {
-  for (const s of sockets) s.destroy();
-  await new Promise((res) => server.close(res));
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => fx.close());
 
 async function gsasl(args: string[]): Promise<{ exitCode: number; stderr: string }> {
-  const p = Bun.spawn([GSASL!, "--imap", `--connect=127.0.0.1:${port}`, "--hostname=localhost", `--x509-ca-file=${files.certFile}`, "--quiet", ...args], {
+  const p = Bun.spawn([GSASL!, "--imap", `--connect=127.0.0.1:${fx.port}`, "--hostname=localhost", `--x509-ca-file=${fx.files.certFile}`, "--quiet", ...args], {
     stdin: "ignore", stdout: "pipe", stderr: "pipe",
   });
   const timer = setTimeout(() => p.kill(), 4000); // under bun test's 5 s default
@@ -154,7 +134,7 @@ it("gsasl (GnuTLS) SCRAM-SHA-256-PLUS with a wrong password fails at the proof",
 
 it("gsasl (GnuTLS) EXTERNAL with a client certificate", async () => {
   outcomes.length = 0;
-  const r = await gsasl(["-m", "EXTERNAL", `--x509-cert-file=${join(dir, "client-cert.pem")}`, `--x509-key-file=${join(dir, "client-key.pem")}`]);
+  const r = await gsasl(["-m", "EXTERNAL", `--x509-cert-file=${join(fx.dir, "client-cert.pem")}`, `--x509-key-file=${join(fx.dir, "client-key.pem")}`]);
   expect(outcomes).toEqual(["OK EXTERNAL me@example.org"]);
   expect(r.exitCode).toBe(0);
 });

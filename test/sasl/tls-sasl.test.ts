@@ -4,23 +4,15 @@
  * "NO <reason>") in front of startSasl, as SMTP/IMAP put it.
  */
 import { test, expect, beforeAll, afterAll } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as tls from "node:tls";
-import { advertisedMechanisms, advertiseOptionsFor, decodeClientLine, encodeChallenge, SaslError, startSasl, type SaslContext, type SaslSession } from "../../app/src/sasl/server.ts";
-import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
-import { saslTlsInfo, tlsExporterChannelBinding } from "../../app/src/tls/channel-binding.ts";
+import { advertisedMechanisms, advertiseOptionsFor, decodeClientLine, encodeChallenge, SaslError, startSasl, type SaslSession } from "../../app/src/sasl/server.ts";
+import { tlsExporterChannelBinding } from "../../app/src/tls/channel-binding.ts";
 import { makeClientCertificate, type ClientCertificate } from "../../app/src/tls/client-cert.ts";
-import { fakeStore, python } from "./helpers.ts";
+import { python } from "./helpers.ts";
+import { saslContextFor, startSaslTlsServer, type SaslTlsServer } from "./tls-fixture.ts";
 
-let dir = "";
-let server: tls.Server;
-let port = 0;
-let certPem = "";
-let clientCert: ClientCertificate;
+let fx: SaslTlsServer;
 let strangerCert: ClientCertificate;
-const sockets = new Set<tls.TLSSocket>();
 
 /** Reads lines from a socket. */
 class Lines {
@@ -49,12 +41,10 @@ class Lines {
 }
 
 async function serve(sock: tls.TLSSocket): Promise<void> {
-  sockets.add(sock);
-  sock.on("close", () => sockets.delete(sock));
+  fx.track(sock);
   sock.on("error", () => {});
   const lines = new Lines(sock);
-  const users = [{ login: "me@example.org", password: "s3cret pass", spkiSha256Hex: clientCert.spkiSha256Hex }];
-  const ctx: SaslContext = { store: fakeStore(users), tls: saslTlsInfo(sock), hostname: "localhost" };
+  const ctx = saslContextFor(sock, fx.clientCert);
   sock.write(`HELLO ${advertisedMechanisms(advertiseOptionsFor(ctx)).join(" ")}\r\n`);
   for (;;) {
     const cmd = await lines.next();
@@ -101,27 +91,19 @@ async function serve(sock: tls.TLSSocket): Promise<void> {
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "letterbox-sasl-tls-"));
-  const files = await loadOrCreateSelfSigned(dir, ["localhost"]);
-  certPem = files.certPem;
-  clientCert = await makeClientCertificate("me@example.org");
+  fx = await startSaslTlsServer("letterbox-sasl-tls-", (files) =>
+    tls.createServer({ cert: files.certPem, key: files.keyPem, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.3" }, (s) => {
+      void serve(s);
+    }),
+  );
   strangerCert = await makeClientCertificate("stranger@example.org");
-  server = tls.createServer({ cert: files.certPem, key: files.keyPem, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.3" }, (s) => {
-    void serve(s);
-  });
-  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-  port = (server.address() as { port: number }).port;
 });
 
-afterAll(async () => {
-  for (const s of sockets) s.destroy();
-  await new Promise((res) => server.close(res));
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => fx.close());
 
 async function connect(cert?: ClientCertificate): Promise<{ sock: tls.TLSSocket; lines: Lines; hello: string[] }> {
   const sock = await new Promise<tls.TLSSocket>((resolve, reject) => {
-    const s = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: certPem, cert: cert?.certPem, key: cert?.keyPem }, () => resolve(s));
+    const s = tls.connect({ host: "127.0.0.1", port: fx.port, servername: "localhost", ca: fx.files.certPem, cert: cert?.certPem, key: cert?.keyPem }, () => resolve(s));
     s.on("error", reject);
   });
   const lines = new Lines(sock);
@@ -191,7 +173,7 @@ test("SCRAM-SHA-256 with 'y' over TLS 1.3 (where -PLUS is offered) is refused as
 });
 
 test("EXTERNAL with a registered client certificate logs in; a stranger's certificate and no certificate do not", async () => {
-  const c = await connect(clientCert);
+  const c = await connect(fx.clientCert);
   const s = await connect(strangerCert);
   const none = await connect();
   try {

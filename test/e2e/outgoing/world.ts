@@ -28,6 +28,7 @@
  *    451 to recipients listed in a swappable access map; port 587 requires
  *    STARTTLS and SASL (Dovecot's auth service as Postfix's SASL backend,
  *    smtpd_sasl_type = dovecot) before it takes any recipient.
+ *    (Both are private instances of test/helpers/postfix.ts and dovecot.ts.)
  * 6. `stop()` stops Postfix, Dovecot, unbound and nsd, deletes the
  *    namespaces and removes every temp folder, whatever failed before.
  *
@@ -35,10 +36,12 @@
  * postfix, dovecot-core.
  */
 import { X509Certificate } from "node:crypto";
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { createNetns, makeZone, signZone, startAuthoritative, startUnbound, type DnsProcess, type Netns } from "../../dns/harness.ts";
+import { launchDovecot, type DovecotProcess } from "../../helpers/dovecot.ts";
+import { launchPostfix, postfixPaths, privateMainCf, virtualMaildirCf, type PostfixProcess } from "../../helpers/postfix.ts";
 import { requireBin, runCommand } from "../../helpers/process.ts";
 import { tmpDir, type TmpDir } from "../../helpers/tmp.ts";
 import { loadOrCreateSelfSigned } from "../../../app/src/tls/index.ts";
@@ -65,16 +68,9 @@ export const USERS = ["alice", "bob", "later", "carol"] as const;
 /** SASL account on the smarthost (Dovecot passwd-file). */
 export const SMARTHOST_USER = { username: "relayuser", password: "relay-secret-pw" } as const;
 
-export interface MxPostfix {
-  configDir: string;
-  /** The maildir every accepted message lands in (new/ and cur/). */
-  maildir: string;
-  log(): string;
-  /** Texts of the delivered messages. */
-  messages(): string[];
+export interface MxPostfix extends Pick<PostfixProcess, "configDir" | "maildir" | "log" | "messages" | "waitForLog"> {
   /** Recipients answered "451 4.3.0" until `setTempfail([])`; reloads Postfix. */
   setTempfail(addresses: string[]): Promise<void>;
-  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
 export interface World {
@@ -111,14 +107,6 @@ export function haveWorldTools(): string | null {
   return null;
 }
 
-function userIds(name: string): { uid: number; gid: number } {
-  for (const line of readFileSync("/etc/passwd", "utf8").split("\n")) {
-    const f = line.split(":");
-    if (f[0] === name && f[2] !== undefined && f[3] !== undefined) return { uid: Number(f[2]), gid: Number(f[3]) };
-  }
-  throw new Error(`user ${name} not found in /etc/passwd`);
-}
-
 async function must(cmd: string[], what: string): Promise<string> {
   const r = await runCommand(cmd, { timeoutMs: 60_000 });
   if (r.code !== 0) throw new Error(`${what}: ${cmd.join(" ")} exited ${r.code}: ${r.stderr}${r.stdout}`);
@@ -143,27 +131,20 @@ export function spkiSha256(certPem: string): string {
 }
 
 /** Starts Dovecot with only its auth service, listening on a unix socket for Postfix. */
-async function startDovecotAuth(dir: string, wrap: string[]): Promise<{ socket: string; stop: () => Promise<void>; kill9: () => void; logFile: string }> {
-  const dovecot = requireBin("dovecot", "dovecot-core");
-  mkdirSync(join(dir, "run"), { mode: 0o755 });
-  mkdirSync(join(dir, "state"), { mode: 0o755 });
+async function startDovecotAuth(dir: string, wrap: string[]): Promise<DovecotProcess & { socket: string }> {
   const socket = join(dir, "auth-postfix");
-  const logFile = join(dir, "dovecot.log");
-  writeFileSync(join(dir, "passwd"), `${SMARTHOST_USER.username}:{PLAIN}${SMARTHOST_USER.password}::::::\n`);
-  chmodSync(join(dir, "passwd"), 0o644);
-  const conf = `# Letterbox test: Dovecot as Postfix's SASL backend only.
-base_dir = ${dir}/run
-state_dir = ${dir}/state
-log_path = ${logFile}
-info_log_path = ${logFile}
+  const dovecot = await launchDovecot({
+    dir,
+    debianPackage: "dovecot-core",
+    users: [SMARTHOST_USER],
+    wrap,
+    // Readiness: the auth socket appearing.
+    ready: { socket },
+    conf: `# Letterbox test: Dovecot as Postfix's SASL backend only.
 protocols = none
 ssl = no
 auth_mechanisms = plain login scram-sha-256
 auth_verbose = yes
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u ${dir}/passwd
-}
 userdb {
   driver = static
   args = uid=nobody gid=nogroup home=/nonexistent
@@ -173,62 +154,10 @@ service auth {
     mode = 0666
   }
 }
-service anvil {
-  chroot =
+`,
+  });
+  return { ...dovecot, socket };
 }
-`;
-  const confFile = join(dir, "dovecot.conf");
-  writeFileSync(confFile, conf);
-  // Dovecot -F prints nothing when all is well: readiness is its auth socket appearing.
-  const proc = Bun.spawn([...wrap, dovecot, "-F", "-c", confFile], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const output = Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]).then((a) => a.join(""));
-  const stop = async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
-      await proc.exited;
-      clearTimeout(t);
-    }
-  };
-  const logText = () => (existsSync(logFile) ? readFileSync(logFile, "utf8") : "");
-  const deadline = Date.now() + 20_000;
-  while (!existsSync(socket)) {
-    if (proc.exitCode !== null) throw new Error(`dovecot exited ${proc.exitCode}:\n${logText()}${await output}`);
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`dovecot made no ${socket} within 20 s:\n${logText()}`);
-    }
-    await Bun.sleep(50);
-  }
-  const kill9 = () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-  };
-  return { socket, stop, kill9, logFile };
-}
-
-const MASTER_CF_SERVICES = `pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-virtual   unix  -       n       n       -       -       virtual
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`;
 
 /** Postfix in the mx namespace (module comment, step 5). */
 async function startMxPostfix(
@@ -237,47 +166,13 @@ async function startMxPostfix(
   cert: { certFile: string; keyFile: string },
   saslSocket: string,
 ): Promise<{ mx: MxPostfix; stop: () => Promise<void> }> {
-  const postfix = requireBin("postfix", "postfix");
-  const pf = userIds("postfix");
-  const nobody = userIds("nobody");
-  const configDir = join(dir, "etc");
-  const mailBase = join(dir, "mail");
-  mkdirSync(configDir, { mode: 0o755 });
-  mkdirSync(join(dir, "queue"), { mode: 0o755 });
-  mkdirSync(join(dir, "data"), { mode: 0o700 });
-  chownSync(join(dir, "data"), pf.uid, pf.gid);
-  mkdirSync(mailBase, { mode: 0o700 });
-  chownSync(mailBase, nobody.uid, nobody.gid);
+  const { configDir } = postfixPaths(dir);
   const domains = Object.values(DOMAINS);
-  writeFileSync(join(configDir, "vmailbox"), domains.flatMap((d) => USERS.map((u) => `${u}@${d} box/`)).join("\n") + "\n");
   const tempfailMap = join(configDir, "tempfail");
-  writeFileSync(tempfailMap, "");
   const main = [
-    "compatibility_level = 3.6",
-    `queue_directory = ${dir}/queue`,
-    `data_directory = ${dir}/data`,
-    "mail_owner = postfix",
-    "setgid_group = postdrop",
-    `maillog_file_prefixes = ${dir}`,
-    `maillog_file = ${dir}/maillog`,
-    `inet_interfaces = ${NET.mx}`,
-    "inet_protocols = ipv4",
-    "myhostname = mx.dane.test",
-    "mydomain = dane.test",
-    "mydestination =",
-    "mynetworks = 127.0.0.0/8",
-    "alias_maps =",
-    "alias_database =",
-    "smtp_dns_support_level = disabled",
-    "smtpd_peername_lookup = no",
-    "maximal_queue_lifetime = 1h",
+    ...privateMainCf(dir, { inetInterfaces: NET.mx, hostname: "mx.dane.test", domain: "dane.test" }),
     // Accept mail for the test domains' listed users only (virtual(8) into one maildir).
-    `virtual_mailbox_domains = ${domains.join(" ")}`,
-    `virtual_mailbox_base = ${mailBase}`,
-    `virtual_mailbox_maps = texthash:${configDir}/vmailbox`,
-    `virtual_uid_maps = static:${nobody.uid}`,
-    `virtual_gid_maps = static:${nobody.gid}`,
-    "virtual_minimum_uid = 100",
+    ...virtualMaildirCf(dir, domains, `texthash:${configDir}/vmailbox`),
     "smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination",
     // Recipients listed here get a temporary failure (RFC 5321 §4.2.5 451) until the map is emptied.
     `smtpd_recipient_restrictions = check_recipient_access texthash:${tempfailMap}`,
@@ -292,80 +187,39 @@ async function startMxPostfix(
     "smtpd_sasl_authenticated_header = yes",
     "smtpd_tls_auth_only = yes",
   ];
-  writeFileSync(join(configDir, "main.cf"), main.join("\n") + "\n");
-  writeFileSync(
-    join(configDir, "master.cf"),
-    `${NET.mx}:25 inet n - n - - smtpd\n` +
-      `${NET.mx}:587 inet n - n - - smtpd -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes -o smtpd_client_restrictions=permit_sasl_authenticated,reject -o smtpd_recipient_restrictions=\n` +
-      MASTER_CF_SERVICES,
-  );
-  const readLog = () => {
-    try {
-      return readFileSync(join(dir, "maillog"), "utf8");
-    } catch {
-      return "";
-    }
-  };
-  const res = await runCommand([...wrap, postfix, "-c", configDir, "start"], { timeoutMs: 60_000 });
-  if (res.code !== 0) throw new Error(`postfix start in the mx namespace failed (${res.code}): ${res.stdout}${res.stderr}\n${readLog()}`);
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await runCommand([...wrap, postfix, "-c", configDir, "stop"], { timeoutMs: 60_000 }).catch(() => null);
-    const pidFile = join(dir, "queue/pid/master.pid");
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      let alive = false;
-      try {
-        process.kill(Number(readFileSync(pidFile, "utf8").trim()), 0);
-        alive = true;
-      } catch {}
-      if (!alive) break;
-      if (Date.now() > deadline) {
-        await runCommand([...wrap, postfix, "-c", configDir, "abort"], { timeoutMs: 30_000 }).catch(() => null);
-        break;
-      }
-      await Bun.sleep(50);
-    }
-  };
-  const boxDir = join(mailBase, "box");
+  const pf = await launchPostfix({
+    dir,
+    wrap,
+    main,
+    listeners: [
+      `${NET.mx}:25 inet n - n - - smtpd`,
+      `${NET.mx}:587 inet n - n - - smtpd -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt -o smtpd_sasl_auth_enable=yes -o smtpd_client_restrictions=permit_sasl_authenticated,reject -o smtpd_recipient_restrictions=`,
+    ],
+    etcFiles: { vmailbox: domains.flatMap((d) => USERS.map((u) => `${u}@${d} box/`)).join("\n") + "\n", tempfail: "" },
+  });
   const mx: MxPostfix = {
     configDir,
-    maildir: boxDir,
-    log: readLog,
-    messages() {
-      const out: string[] = [];
-      for (const sub of ["new", "cur"]) {
-        let names: string[] = [];
-        try {
-          names = readdirSync(join(boxDir, sub));
-        } catch {}
-        for (const n of names.sort()) out.push(readFileSync(join(boxDir, sub, n), "utf8"));
-      }
-      return out;
-    },
+    maildir: pf.maildir,
+    log: pf.log,
+    messages: pf.messages,
+    waitForLog: pf.waitForLog,
     async setTempfail(addresses) {
       writeFileSync(tempfailMap, addresses.map((a) => `${a} 451 4.3.0 please try again later\n`).join(""));
       // texthash maps are read when a daemon starts: reload so new smtpd processes see the change.
-      const r = await runCommand([...wrap, postfix, "-c", configDir, "reload"], { timeoutMs: 30_000 });
+      const r = await pf.postfix(["reload"]);
       if (r.code !== 0) throw new Error(`postfix reload: ${r.stderr}`);
       // Old smtpd processes finish their session and exit; new ones read the map.
       await Bun.sleep(1500);
     },
-    async waitForLog(pattern, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const m = readLog().match(pattern);
-        if (m) return m;
-        if (Date.now() > deadline) throw new Error(`postfix log has no ${pattern} after ${timeoutMs} ms:\n${readLog().slice(-4000)}`);
-        await Bun.sleep(100);
-      }
-    },
   };
-  // smtpd answers once master is up: wait until the log says so or port 25 accepts.
-  await mx.waitForLog(/daemon started/, 20_000);
-  return { mx, stop };
+  // smtpd answers once master is up: wait until the log says so.
+  try {
+    await mx.waitForLog(/daemon started/, 20_000);
+  } catch (e) {
+    await pf.stop();
+    throw e;
+  }
+  return { mx, stop: pf.stop };
 }
 
 /**
@@ -484,16 +338,14 @@ export async function startWorld(): Promise<World> {
     mkdirSync(postfixDir, { mode: 0o755 });
     const pf = await startMxPostfix(postfixDir, mxNs.wrap, cert, dovecot.socket);
     cleanups.push(pf.stop);
-    cleanups.push(onExit(() => {
-      Bun.spawnSync([...mxNs.wrap, requireBin("postfix", "postfix"), "-c", pf.mx.configDir, "abort"], { stdout: "ignore", stderr: "ignore" });
-      dovecot.kill9();
-    }));
+    // Postfix has its own exit hook (test/helpers/postfix.ts).
+    cleanups.push(onExit(() => dovecot.kill9()));
 
     const logs = async () =>
       [
         "--- unbound\n" + (await unbound.logs()).slice(-3000),
         "--- nsd\n" + (await nsd.logs()).slice(-1500),
-        "--- dovecot\n" + (existsSync(dovecot.logFile) ? readFileSync(dovecot.logFile, "utf8").slice(-1500) : ""),
+        "--- dovecot\n" + dovecot.log().slice(-1500),
         "--- postfix\n" + pf.mx.log().slice(-4000),
       ].join("\n");
     return { client, resolver: { host: NET.dns, port: 53 }, postfix: pf.mx, certPem: cert.certPem, spkiSha256: digest, logs, stop };
