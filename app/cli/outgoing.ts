@@ -28,7 +28,7 @@ import { RoutingTransport } from "../src/queue/routes.ts";
 import { DnsblMonitor } from "../src/dnsbl/monitor.ts";
 import type { Transport } from "../src/queue/types.ts";
 import type { Signer } from "../src/queue/queue.ts";
-import { dkimSign, type DkimSigner } from "../src/dkim/index.ts";
+import { dkimSign, dkimSignatureFields, type DkimSigner } from "../src/dkim/index.ts";
 import { loadOrCreateDkimKey } from "../src/tls/dkim-keys.ts";
 import { normalizeDomain, parseAddress } from "../src/smtp/address.ts";
 import { DmarcStore } from "../src/store/dmarc.ts";
@@ -156,15 +156,16 @@ export function makeTlsReporter(config: Config, store: Store, resolver: Resolver
   return new TlsReporter({ results: new TlsrptStore(store.db), resolver, queue, hostname: config.hostname, log: log.child({ room: "tlsrpt" }) });
 }
 
-export function makeDkimSigner(config: Config, store: Store): Signer {
+/** The queue's DKIM signer, with its streaming form (Signer.fields: the same signatures for a spooled message). */
+export function makeDkimSigner(config: Config, store: Store): Signer & { fields: NonNullable<Signer["fields"]> } {
   const selectors = (config.dkim ?? DEFAULT_DKIM).selectors;
   const cache = new Map<string, DkimSigner[]>();
-  return async (data, domain) => {
+  const signersOf = (domain: string): DkimSigner[] => {
     let d = normalizeDomain(domain);
     for (;;) {
       if (store.isLocalDomain(d)) break;
       const dot = d.indexOf(".");
-      if (dot < 0) return data;
+      if (dot < 0) return [];
       d = d.slice(dot + 1);
     }
     let signers = cache.get(d);
@@ -175,6 +176,13 @@ export function makeDkimSigner(config: Config, store: Store): Signer {
       });
       cache.set(d, signers);
     }
-    return signers.length ? dkimSign(data, signers, new Date()) : data;
+    return signers;
   };
+  return Object.assign(
+    async (data: Uint8Array, domain: string) => {
+      const signers = signersOf(domain);
+      return signers.length ? dkimSign(data, signers, new Date()) : data;
+    },
+    { fields: async (header: Uint8Array, bodyHash: string, domain: string) => dkimSignatureFields(header, bodyHash, signersOf(domain), new Date()) },
+  );
 }

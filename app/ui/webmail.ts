@@ -20,6 +20,10 @@
  *    (`POST /account/webmail/upload`, streamed to the server, any size up
  *    to the message size limit); "Save draft" stores the form in Drafts
  *    (replacing the earlier save); Send names the uploads and the draft.
+ * 1a. Conversations: a toggle (kept in this browser's localStorage) shows
+ *    the list as conversations (RFC 5256 REFERENCES threads, server side:
+ *    webmail-threads.ts) with their size and unread count; one opens as
+ *    its messages in the order written, each of which opens as usual.
  * 4. Keys (not while typing in a field): j/k next/previous message, r
  *    reply, a reply to all, f forward, c compose, / search, # delete,
  *    ! junk, ? this list as an overlay, Escape back to the list.
@@ -48,6 +52,11 @@ interface ListItem {
   flags: string[];
   preview: string;
   hasAttachments: boolean;
+  /** Conversation rows only: messages in it, how many unread, any flagged, the senders. */
+  count?: number;
+  unseen?: number;
+  flagged?: boolean;
+  participants?: string[];
 }
 interface ListPage {
   mailbox: { id: number; name: string; specialUse: string | null };
@@ -87,6 +96,8 @@ interface Draft {
   subject: string;
   text: string;
   replyToId: number | null;
+  /** The message forwarded (it gets $Forwarded once sent); a reopened draft names it itself. */
+  forwardOfId?: number | null;
   /** The saved draft this form came from (replaced on save, removed on send). */
   draftId?: number | null;
   attachments?: UploadedFile[];
@@ -107,6 +118,24 @@ const SHORTCUTS: [string, string][] = [
 ];
 
 const PAGE_SIZE = 50;
+/** localStorage key of the conversations toggle ("1": on). */
+const THREADED_KEY = "letterbox.webmail.conversations";
+
+function loadThreaded(): boolean {
+  try {
+    return localStorage.getItem(THREADED_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
+
+function saveThreaded(on: boolean): void {
+  try {
+    localStorage.setItem(THREADED_KEY, on ? "1" : "0");
+  } catch {
+    // Storage refused (private mode): the toggle lasts for this page only.
+  }
+}
 
 
 function shortDate(iso: string): string {
@@ -149,7 +178,10 @@ export function startWebmail(app: HTMLElement): void {
   let page: ListPage | null = null;
   let query = "";
   let openId: number | null = null;
-  let view: "list" | "message" | "compose" = "list";
+  let view: "list" | "conversation" | "message" | "compose" = "list";
+  let threaded = loadThreaded();
+  /** The list call: conversations or single messages. */
+  const listPage = (mailboxId: number, from: number) => api.call<ListPage>(threaded ? "conversations" : "messages", { mailboxId, offset: from, limit: PAGE_SIZE });
 
   const nav = h("nav", { class: "wm-boxes", id: "mailboxes", "aria-label": "Mailboxes" });
   const main = h("section", { class: "wm-main", id: "wm-main" });
@@ -218,23 +250,33 @@ export function startWebmail(app: HTMLElement): void {
   const outgoing = () => !query && (page?.mailbox.specialUse === "\\Sent" || page?.mailbox.specialUse === "\\Drafts");
 
   const row = (m: ListItem) => {
-    const unread = !m.flags.includes("\\Seen");
+    const conv = m.count !== undefined;
+    const unread = conv ? (m.unseen ?? 0) > 0 : !m.flags.includes("\\Seen");
+    const flagged = conv ? m.flagged === true : m.flags.includes("\\Flagged");
+    const who = outgoing() ? `To: ${m.to || "(no recipient)"}` : conv && m.participants?.length ? m.participants.join(", ") : m.from || m.fromAddress || "(no sender)";
+    const open = () => (conv && (m.count ?? 1) > 1 ? openConversation(m.id) : openMessage(m.id));
     return h(
       "li",
-      { class: `wm-msg${unread ? " unread" : ""}${m.id === openId ? " current" : ""}`, "data-id": m.id },
+      { class: `wm-msg${unread ? " unread" : ""}${m.id === openId ? " current" : ""}`, "data-id": m.id, ...(conv ? { "data-count": m.count } : {}) },
       h(
         "button",
-        { type: "button", class: "wm-open", onclick: () => void openMessage(m.id).catch(fail) },
+        { type: "button", class: "wm-open", onclick: () => void open().catch(fail) },
         h(
           "span",
           { class: "line1" },
-          h("span", { class: "from" }, outgoing() ? `To: ${m.to || "(no recipient)"}` : m.from || m.fromAddress || "(no sender)"),
+          h(
+            "span",
+            { class: "from" },
+            who,
+            // "Ann, Bob (3)", as mail clients show a conversation's size.
+            conv && (m.count ?? 1) > 1 ? h("span", { class: "thread-count muted", title: `${m.count} messages, ${m.unseen} unread` }, ` (${m.count})`) : null,
+          ),
           h("span", { class: "date" }, shortDate(m.date)),
         ),
         h(
           "span",
           { class: "line2" },
-          m.flags.includes("\\Flagged") ? h("span", { class: "star", title: "Flagged" }, "★ ") : null,
+          flagged ? h("span", { class: "star", title: "Flagged" }, "★ ") : null,
           m.hasAttachments ? h("span", { class: "clip", title: "Attachments" }, "file") : null,
           h("span", { class: "subject" }, m.subject || "(no subject)"),
         ),
@@ -248,9 +290,28 @@ export function startWebmail(app: HTMLElement): void {
     const p = page;
     const title = query ? `Search: ${query}` : p.mailbox.name;
     const more = !query && p.offset + p.items.length < p.total;
+    const unit = threaded && !query ? "conversation" : "message";
+    const toggle = query
+      ? null
+      : h(
+          "button",
+          {
+            type: "button",
+            class: "link wm-thread-toggle",
+            id: "thread-toggle",
+            "aria-pressed": threaded ? "true" : "false",
+            onclick: () => {
+              threaded = !threaded;
+              saveThreaded(threaded);
+              void showList(current, 0).catch(fail);
+            },
+          },
+          threaded ? "Show single messages" : "Show conversations",
+        );
     render(
       main,
-      h("h1", { class: "wm-title" }, title, h("span", { class: "muted" }, ` ${p.total} message${p.total === 1 ? "" : "s"}`)),
+      h("h1", { class: "wm-title" }, title, h("span", { class: "muted" }, ` ${p.total} ${unit}${p.total === 1 ? "" : "s"}`)),
+      toggle ? h("p", { class: "wm-listbar" }, toggle) : null,
       p.items.length ? h("ul", { class: "wm-list", id: "message-list" }, p.items.map(row)) : h("p", { class: "muted", id: "empty" }, query ? "Nothing found." : "No messages."),
       h(
         "div",
@@ -266,7 +327,7 @@ export function startWebmail(app: HTMLElement): void {
     offset = from;
     view = "list";
     openId = null;
-    page = await api.call<ListPage>("messages", { mailboxId, offset: from, limit: PAGE_SIZE });
+    page = await listPage(mailboxId, from);
     renderMailboxes();
     renderList();
     say("");
@@ -276,7 +337,7 @@ export function startWebmail(app: HTMLElement): void {
     await loadMailboxes();
     if (view !== "list") return;
     if (query) return void (await runSearch(query));
-    page = await api.call<ListPage>("messages", { mailboxId: current, offset, limit: PAGE_SIZE });
+    page = await listPage(current, offset);
     renderList();
   };
 
@@ -347,6 +408,26 @@ export function startWebmail(app: HTMLElement): void {
     if (m.htmlUrl) showHtml(false);
     else showText();
     return box;
+  };
+
+  /** A conversation: its messages in the order written, each opening as a message (step 1a). */
+  const openConversation = async (id: number) => {
+    const c = await api.call<{ total: number; items: ListItem[] }>("conversation", { id });
+    openId = id;
+    view = "conversation";
+    const first = c.items[0];
+    render(
+      main,
+      h(
+        "section",
+        { class: "wm-conversation", id: "conversation-view" },
+        h("div", { class: "wm-actions" }, h("button", { type: "button", class: "link", id: "back", onclick: () => void showList(current, offset).catch(fail) }, "← Back")),
+        h("h1", { class: "wm-title" }, first?.subject || "(no subject)", h("span", { class: "muted" }, ` ${c.total} message${c.total === 1 ? "" : "s"}`)),
+        c.total > c.items.length ? h("p", { class: "muted" }, `The latest ${c.items.length} are shown.`) : null,
+        h("ul", { class: "wm-list", id: "conversation-list" }, c.items.map(row)),
+      ),
+    );
+    say("");
   };
 
   const openMessage = async (id: number) => {
@@ -573,6 +654,7 @@ export function startWebmail(app: HTMLElement): void {
       subject: field(f, "subject"),
       text: field(f, "text"),
       replyToId: d.replyToId,
+      forwardOfId: d.forwardOfId ?? null,
       draftId,
       uploads: files.map((u) => u.id),
     });

@@ -233,3 +233,41 @@ test("a hostile HTML mail runs no script and loads nothing remote until asked", 
   for (const bad of ["/script", "/onerror", "/js", "/svg", "/frame", "/form", "/hover", "/refresh"]) expect(remoteHits).not.toContain(bad);
   expect(await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned)).toBeUndefined();
 }, 60_000);
+
+test("conversations: the toggle groups a reply with its question, opens it in order, and is remembered", async () => {
+  await deliver(
+    "From: Ann <ann@remote.example>\r\nTo: me@example.org\r\nSubject: Trip in May\r\nDate: Thu, 5 Nov 2026 09:00:00 +0000\r\nMessage-ID: <trip-1@remote.example>\r\n\r\nWhere shall we go?\r\n",
+    new Date("2026-11-05T09:00:00Z"),
+  );
+  await deliver(
+    "From: Bob <bob@remote.example>\r\nTo: me@example.org\r\nSubject: Re: Trip in May\r\nDate: Thu, 5 Nov 2026 10:00:00 +0000\r\nMessage-ID: <trip-2@remote.example>\r\nIn-Reply-To: <trip-1@remote.example>\r\nReferences: <trip-1@remote.example>\r\n\r\nThe mountains!\r\n",
+    new Date("2026-11-05T10:00:00Z"),
+  );
+  await page.click('#mailboxes button[data-mailbox="Inbox"]');
+  await page.waitForSelector('#message-list li.wm-msg:has-text("Re: Trip in May")');
+  expect(await page.textContent("#thread-toggle")).toBe("Show conversations");
+  await page.click("#thread-toggle");
+  const conv = '#message-list li.wm-msg[data-count="2"]';
+  await page.waitForSelector(conv);
+  // One row for both, unread, naming both senders; the question no longer has a row of its own.
+  expect(await page.textContent(conv)).toContain("Ann, Bob");
+  expect(await page.getAttribute(conv, "class")).toContain("unread");
+  expect(await page.locator('#message-list li.wm-msg:has-text("Trip in May")').count()).toBe(1);
+  await shot("webmail-10-conversations");
+  await page.click(`${conv} button.wm-open`);
+  await page.waitForSelector("#conversation-list");
+  const rows = await page.locator("#conversation-list li.wm-msg .from").allTextContents();
+  expect(rows).toEqual(["Ann", "Bob"]);
+  await shot("webmail-11-conversation");
+  await page.click('#conversation-list li.wm-msg:has-text("Bob") button.wm-open');
+  await page.waitForSelector("#message-view");
+  expect(await page.textContent("#mail-text")).toContain("The mountains!");
+  // Remembered by this browser: after a reload the list is still conversations.
+  await page.reload();
+  await page.waitForSelector(conv);
+  expect(await page.textContent("#thread-toggle")).toBe("Show single messages");
+  await page.click("#thread-toggle");
+  await page.waitForSelector('#thread-toggle:has-text("Show conversations")');
+  expect(await page.locator('#message-list li.wm-msg:has-text("Trip in May")').count()).toBe(2);
+  expect(pageErrors).toEqual([]);
+}, 60_000);

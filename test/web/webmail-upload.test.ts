@@ -271,8 +271,9 @@ describe("attachment uploads", () => {
       expect(files()).toHaveLength(2);
       const out = await other.request("/account/form/logout", { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: `csrf=${otherCsrf}` });
       expect(out.status).toBe(303);
-      const deadline = Date.now() + 3000;
-      while (wm.uploads.list().length > 1 && Date.now() < deadline) await Bun.sleep(20);
+      // The upload leaves the list before its file is removed (remove() awaits rm): wait for both.
+      const deadline = Date.now() + 30_000;
+      while ((wm.uploads.list().length > 1 || files().length > 1) && Date.now() < deadline) await Bun.sleep(20);
       // The logged-out session's file went; the live session's stays.
       expect(files()).toHaveLength(1);
       expect(wm.uploads.list()[0]!.session).not.toBe("");
@@ -360,6 +361,71 @@ describe("drafts", () => {
     for await (const m of store.exportMessages(inbox.id)) last = m.data;
     expect(new TextDecoder().decode(last!)).toContain("In-Reply-To: <q1@remote.example>");
   });
+
+  test("a reply sent from a reopened draft marks the original \\Answered; a forward marks it $Forwarded, also from a draft (imaplib sees both)", async () => {
+    const mk = (id: string, subject: string) =>
+      enc.encode(`From: Zed <zed@remote.example>\r\nTo: me@example.org\r\nSubject: ${subject}\r\nMessage-ID: <${id}>\r\nDate: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nbody\r\n`);
+    const [orig] = await store.deliver({ data: mk("answer-me@remote.example", "please answer"), targets: [{ accountId: meId }] });
+    const [fwdDirect] = await store.deliver({ data: mk("fwd-direct@remote.example", "pass it on"), targets: [{ accountId: meId }] });
+    const [fwdDraft] = await store.deliver({ data: mk("fwd-draft@remote.example", "pass it on later"), targets: [{ accountId: meId }] });
+
+    // Reply: saved as a draft, reopened (the page sends no replyToId then), sent.
+    const reply = await call("composeDraft", { id: orig!.messageId, mode: "reply" });
+    const saved = await call("saveDraft", { to: "you@example.org", subject: reply.subject, text: "later", replyToId: orig!.messageId });
+    expect((await call("message", { id: orig!.messageId, markSeen: false })).flags).not.toContain("\\Answered");
+    const reopened = await call("openDraft", { id: saved.id });
+    expect(reopened.replyToId).toBeNull();
+    await call("send", { draftId: saved.id, to: reopened.to, subject: reopened.subject, text: reopened.text, replyToId: reopened.replyToId });
+    expect((await call("message", { id: orig!.messageId, markSeen: false })).flags).toContain("\\Answered");
+
+    // Forward, directly.
+    const f1 = await call("composeDraft", { id: fwdDirect!.messageId, mode: "forward" });
+    expect(f1.forwardOfId).toBe(fwdDirect!.messageId);
+    await call("send", { to: "you@example.org", subject: f1.subject, text: f1.text, forwardOfId: f1.forwardOfId });
+    const flags1 = (await call("message", { id: fwdDirect!.messageId, markSeen: false })).flags;
+    expect(flags1).toContain("$Forwarded");
+    expect(flags1).not.toContain("\\Answered");
+
+    // Forward, saved as a draft first: the draft names the message; what is sent does not.
+    const f2 = await call("composeDraft", { id: fwdDraft!.messageId, mode: "forward" });
+    const d2 = await call("saveDraft", { to: "you@example.org", subject: f2.subject, text: f2.text, forwardOfId: f2.forwardOfId });
+    const draftText = new TextDecoder().decode(await store.readMessage({ accountId: meId, id: d2.id }));
+    expect(draftText).toContain("X-Forwarded-Message-Id: <fwd-draft@remote.example>");
+    expect((await call("message", { id: fwdDraft!.messageId, markSeen: false })).flags).not.toContain("$Forwarded");
+    const o2 = await call("openDraft", { id: d2.id });
+    await call("send", { draftId: d2.id, to: o2.to, subject: o2.subject, text: o2.text });
+    expect((await call("message", { id: fwdDraft!.messageId, markSeen: false })).flags).toContain("$Forwarded");
+    const inbox = store.getMailbox(youId, "\\Inbox")!;
+    let last: Uint8Array | null = null;
+    for await (const m of store.exportMessages(inbox.id)) last = m.data;
+    expect(new TextDecoder().decode(last!)).not.toContain("X-Forwarded-Message-Id");
+
+    // An IMAP client sees the same flags (RFC 9051 §2.3.2; RFC 5788 keyword).
+    const py = `
+import imaplib, ssl, sys
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = ssl.create_default_context(); c.check_hostname = False; c.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=c)
+m.login(user, pw)
+m.select("INBOX", readonly=True)
+for mid in ["answer-me@remote.example", "fwd-direct@remote.example", "fwd-draft@remote.example"]:
+    typ, data = m.uid("SEARCH", None, "HEADER", "Message-ID", mid)
+    u = data[0].split()[0]
+    typ, d = m.uid("FETCH", u, "(FLAGS)")
+    print(mid, d[0].decode())
+m.logout()
+`;
+    const p = Bun.spawn(["/usr/bin/python3", "-c", py, String(imapPort), "me@example.org", PW], { stdout: "pipe", stderr: "pipe" });
+    const timer = setTimeout(() => p.kill(9), 30_000);
+    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    clearTimeout(timer);
+    expect(`${code} ${err}`).toBe("0 ");
+    const line = (mid: string) => out.split("\n").find((l) => l.startsWith(mid)) ?? "";
+    expect(line("answer-me@remote.example")).toContain("\\Answered");
+    expect(line("fwd-direct@remote.example")).toContain("$Forwarded");
+    expect(line("fwd-draft@remote.example")).toContain("$Forwarded");
+    expect(line("fwd-draft@remote.example")).not.toContain("\\Answered");
+  }, 60_000);
 
   test("delete a draft; only drafts can be opened or deleted that way", async () => {
     const saved = await call("saveDraft", { to: "", subject: "scrap", text: "" });

@@ -24,9 +24,9 @@
  */
 import { loadOrCreateDkimKey, type DkimKey, type DkimKeyType } from "../tls/dkim-keys.ts";
 import { normalizeDomain } from "../smtp/address.ts";
-import { dkimSign, type DkimSigner } from "./sign.ts";
+import { dkimSign, dkimSignatureFields, type DkimSigner } from "./sign.ts";
 
-export { dkimSign, dkimSignatureHeader, canonicalizeBodyRelaxed, canonicalizeHeaderRelaxed, DEFAULT_SIGNED_HEADERS, type DkimSigner, type DkimAlgorithm } from "./sign.ts";
+export { dkimSign, dkimSignatureHeader, dkimSignatureFields, RelaxedBodyHash, canonicalizeBodyRelaxed, canonicalizeHeaderRelaxed, DEFAULT_SIGNED_HEADERS, type DkimSigner, type DkimAlgorithm } from "./sign.ts";
 
 /** DKIM selectors per domain, as in the config file. */
 export interface DkimDomainConfig {
@@ -49,18 +49,26 @@ export function dnsRecords(keys: readonly DkimKey[]): { name: string; value: str
  * of its closest configured parent domain, so "sub.example.org" mail is
  * signed by "example.org"), or returns the message unchanged when none.
  */
-export function makeSigner(keys: readonly DkimKey[], now: () => Date = () => new Date()): (data: Uint8Array, domain: string) => Promise<Uint8Array> {
-  return async (data, domain) => {
+export function makeSigner(
+  keys: readonly DkimKey[],
+  now: () => Date = () => new Date(),
+): ((data: Uint8Array, domain: string) => Promise<Uint8Array>) & { fields: (header: Uint8Array, bodyHash: string, domain: string) => Promise<string> } {
+  const signersOf = (domain: string): DkimSigner[] => {
     let d = normalizeDomain(domain);
     for (;;) {
       const own = keys.filter((k) => k.domain === d);
-      if (own.length > 0) {
-        const signers: DkimSigner[] = own.map((k) => ({ domain: k.domain, selector: k.selector, privateKey: k.privateKey }));
-        return dkimSign(data, signers, now());
-      }
+      if (own.length > 0) return own.map((k) => ({ domain: k.domain, selector: k.selector, privateKey: k.privateKey }));
       const dot = d.indexOf(".");
-      if (dot < 0) return data;
+      if (dot < 0) return [];
       d = d.slice(dot + 1);
     }
   };
+  // The streaming form (queue.ts Signer.fields): the same fields for a header section and a relaxed body hash.
+  return Object.assign(
+    async (data: Uint8Array, domain: string) => {
+      const signers = signersOf(domain);
+      return signers.length ? dkimSign(data, signers, now()) : data;
+    },
+    { fields: async (header: Uint8Array, bodyHash: string, domain: string) => dkimSignatureFields(header, bodyHash, signersOf(domain), now()) },
+  );
 }

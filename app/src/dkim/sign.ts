@@ -15,6 +15,11 @@
  *    without its final CRLF, and sign all of that: RSASSA-PKCS1-v1_5 over
  *    SHA-256 (§3.3.1), or Ed25519 over the SHA-256 digest (RFC 8463 §3).
  * 5. Put the base64 signature into b= and prepend the field to the message.
+ *
+ * A message too large to hold in memory (a spooled file) is signed the same
+ * way in pieces: `RelaxedBodyHash` canonicalizes and hashes the body as it
+ * is read, chunk by chunk (step 1), and `dkimSignatureFields` signs the
+ * header section with that bh= (steps 2-5, giving the fields to prepend).
  */
 import { createHash, sign as cryptoSign, type KeyObject } from "node:crypto";
 import { parseHeaderSection } from "../smtp/header.ts";
@@ -106,11 +111,106 @@ function foldBase64(s: string, first: number): string {
  * fields and the body (modulo relaxed canonicalization) are unchanged.
  */
 export function dkimSignatureHeader(data: Uint8Array, signer: DkimSigner, now: Date = new Date()): string {
+  const { bodyOffset } = parseHeaderSection(data);
+  const bh = createHash("sha256").update(canonicalizeBodyRelaxed(data.subarray(bodyOffset))).digest("base64");
+  return signatureField(data, bh, signer, now);
+}
+
+/**
+ * RFC 6376 §3.4.4 relaxed body canonicalization and its SHA-256 (§3.7 bh=)
+ * computed over the body given in chunks of any size, split anywhere (even
+ * between CR and LF): `digest()` equals the base64 SHA-256 of
+ * canonicalizeBodyRelaxed(all chunks joined). Lines end only at CRLF, as
+ * there; memory is one output chunk, whatever the body's size.
+ */
+export class RelaxedBodyHash {
+  private readonly hash = createHash("sha256");
+  /** A whitespace run seen on the current line, not written yet (dropped at the line's end). */
+  private wsp = false;
+  /** Line ends seen since the last content, not written yet (dropped at the body's end). */
+  private breaks = 0;
+  /** The last octet was a CR that may start a CRLF. */
+  private cr = false;
+  /** Anything written: the body is not empty and ends in one CRLF. */
+  private any = false;
+  private out = new Uint8Array(64 * 1024);
+  private n = 0;
+
+  private put(b: number): void {
+    if (this.n === this.out.length) this.flushOut();
+    this.out[this.n++] = b;
+  }
+
+  private flushOut(): void {
+    if (this.n > 0) this.hash.update(this.out.subarray(0, this.n));
+    this.n = 0;
+  }
+
+  /** A content octet (not WSP, not a line end): pending line ends and one SP first. */
+  private content(b: number): void {
+    for (; this.breaks > 0; this.breaks--) {
+      this.put(13);
+      this.put(10);
+    }
+    if (this.wsp) this.put(32);
+    this.wsp = false;
+    this.put(b);
+    this.any = true;
+  }
+
+  update(chunk: Uint8Array): void {
+    for (let i = 0; i < chunk.length; i++) {
+      const b = chunk[i]!;
+      if (this.cr) {
+        this.cr = false;
+        if (b === 10) {
+          // A line end: trailing whitespace goes (§3.4.4 b), the break waits (c: empty lines at the end go).
+          this.wsp = false;
+          this.breaks++;
+          continue;
+        }
+        // A CR alone is content.
+        this.content(13);
+      }
+      if (b === 13) this.cr = true;
+      else if (b === 32 || b === 9) this.wsp = true;
+      else this.content(b);
+    }
+  }
+
+  /** The base64 SHA-256 of the canonical body; the object is used up. */
+  digest(): string {
+    if (this.cr) {
+      this.cr = false;
+      this.content(13);
+    }
+    if (this.any) {
+      this.put(13);
+      this.put(10);
+    }
+    this.flushOut();
+    return this.hash.digest("base64");
+  }
+}
+
+/**
+ * The DKIM-Signature fields (each with CRLF) for a message given as its
+ * header section and the relaxed body hash of its body (RelaxedBodyHash),
+ * one per signer, in the order dkimSign prepends them: the same fields
+ * dkimSign writes for the whole message at the same `now`.
+ */
+export function dkimSignatureFields(header: Uint8Array, bodyHash: string, signers: readonly DkimSigner[], now: Date = new Date()): string {
+  let fields = "";
+  for (const s of signers) fields = signatureField(header, bodyHash, s, now) + fields;
+  return fields;
+}
+
+/** Steps 2-5 for the header section at the start of `data`, with the body hash `bh` (base64). */
+function signatureField(data: Uint8Array, bh: string, signer: DkimSigner, now: Date): string {
   const algorithm: DkimAlgorithm = signer.algorithm ?? (signer.privateKey.asymmetricKeyType === "ed25519" ? "ed25519-sha256" : "rsa-sha256");
   if (algorithm === "ed25519-sha256" && signer.privateKey.asymmetricKeyType !== "ed25519") throw new Error("ed25519-sha256 needs an Ed25519 key");
   if (algorithm === "rsa-sha256" && signer.privateKey.asymmetricKeyType !== "rsa") throw new Error("rsa-sha256 needs an RSA key");
-  const { headers, bodyOffset } = parseHeaderSection(data);
-  const bh = createHash("sha256").update(canonicalizeBodyRelaxed(data.subarray(bodyOffset))).digest("base64");
+  const { headers } = parseHeaderSection(data);
 
   // §5.4.2: for each name, use occurrences from the last one upwards.
   const wanted = signer.headers ?? DEFAULT_SIGNED_HEADERS;

@@ -3,7 +3,10 @@
  * hands each group to a transport, and acts on the outcomes (see index.ts for
  * the whole flow).
  */
+import { open } from "node:fs/promises";
 import type { Logger } from "../log/index.ts";
+import { RelaxedBodyHash } from "../dkim/sign.ts";
+import { parseHeaderSection } from "../smtp/header.ts";
 import type { Store } from "../store/index.ts";
 import { QueueStore, type EnqueueRequest, type QueuedMessage, type QueuedRecipient } from "../store/queue.ts";
 import { formatAddress, type Address } from "../smtp/address.ts";
@@ -16,8 +19,17 @@ import { diagnostic, type RecipientOutcome, type SubmissionQueue, type Transport
 /** RFC 4865: the longest FUTURERELEASE hold we accept by default: 60 days (as mox). */
 export const DEFAULT_MAX_HOLD_SECONDS = 60 * 24 * 60 * 60;
 
-/** DKIM (or other) signing of a message before it is queued; `domain` is the From/sender domain. */
-export type Signer = (data: Uint8Array, domain: string) => Promise<Uint8Array>;
+/**
+ * DKIM (or other) signing of a message before it is queued; `domain` is the
+ * From/sender domain. `fields`, when there, is the streaming form: the
+ * fields to prepend (each ending in CRLF; "" when there is nothing to sign
+ * with) for a message given as its header section and the relaxed body
+ * hash of its body (dkim/sign.ts RelaxedBodyHash), so a spooled message is
+ * signed without being read into memory (`submitFile`).
+ */
+export type Signer = ((data: Uint8Array, domain: string) => Promise<Uint8Array>) & {
+  fields?: (header: Uint8Array, bodyHash: string, domain: string) => Promise<string>;
+};
 
 export interface QueueOptions {
   store: Store;
@@ -39,6 +51,50 @@ export interface QueueOptions {
   /** Signs submitted messages and our DSNs before they are queued (DKIM). */
   sign?: Signer;
   now?: () => Date;
+}
+
+/** Octets read from a spooled message at a time. */
+const FILE_CHUNK = 256 * 1024;
+/**
+ * The header section of a message file (through its empty line, RFC 5322
+ * §2.1, exactly as parseHeaderSection finds it in the whole message) and
+ * the relaxed body hash of the rest (RFC 6376 §3.4.4, §3.7), reading the
+ * file once in chunks; memory: the header section and one chunk.
+ */
+async function readForSigning(path: string, size: number): Promise<{ header: Uint8Array; bodyHash: string }> {
+  const fh = await open(path, "r");
+  try {
+    const hasher = new RelaxedBodyHash();
+    const chunk = new Uint8Array(FILE_CHUNK);
+    let head: Uint8Array = new Uint8Array(0);
+    let inHeader = true;
+    let read = 0;
+    while (read < size) {
+      const { bytesRead } = await fh.read(chunk, 0, Math.min(FILE_CHUNK, size - read), read);
+      if (bytesRead === 0) break;
+      read += bytesRead;
+      const piece = chunk.subarray(0, bytesRead);
+      if (!inHeader) {
+        hasher.update(piece);
+        continue;
+      }
+      const joined = new Uint8Array(head.length + piece.length);
+      joined.set(head, 0);
+      joined.set(piece, head.length);
+      // Only complete lines are judged (a line cut by the chunk could look like a non-field and end the section early).
+      const complete = read >= size ? joined : joined.subarray(0, joined.lastIndexOf(10) + 1);
+      const { bodyOffset } = parseHeaderSection(complete);
+      if (bodyOffset < complete.length || read >= size) {
+        head = joined.slice(0, bodyOffset);
+        hasher.update(joined.subarray(bodyOffset));
+        inHeader = false;
+      } else head = joined;
+    }
+    if (read !== size) throw new Error(`message file ${path}: ${read} of ${size} octets`);
+    return { header: head, bodyHash: hasher.digest() };
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Enhanced codes after which an address is put on the account's suppression list (the address itself is bad). */
@@ -125,6 +181,41 @@ export class Queue implements SubmissionQueue {
       from: req.sender ? formatAddress(req.sender) : "<>",
       rcpts: req.recipients.length,
       size: data.length,
+      release: req.releaseAt?.toISOString(),
+    });
+    this.kick();
+    return r;
+  }
+
+  /**
+   * Queue a message that is in a file (`path`, `size` octets, e.g. the
+   * webmail's spool of a message with large attachments), without holding
+   * it in memory: with a streaming signer (Signer.fields) the body hash is
+   * computed while reading the file and the signature fields are written
+   * before a chunked copy of it into the queue (store/queue.ts
+   * enqueueFile); a signer without that form gets the message read in, as
+   * `submit`. The file is left to the caller. Resolves when on stable
+   * storage, as `submit`.
+   */
+  async submitFile(req: Omit<EnqueueRequest, "data">, path: string, size: number): Promise<{ messageId: number; recipientIds: number[] }> {
+    const signDomain = req.isDsn ? this.opts.hostname : req.sender?.domain;
+    const sign = this.opts.sign;
+    if (sign && signDomain && !sign.fields) return this.submit({ ...req, data: await Bun.file(path).bytes() });
+    const { header, bodyHash } = await readForSigning(path, size);
+    let prefix = "";
+    if (sign?.fields && signDomain) {
+      try {
+        prefix = await sign.fields(header, bodyHash, signDomain);
+      } catch (e) {
+        this.log.warn("signing failed, queueing unsigned", { err: e as Error, domain: signDomain });
+      }
+    }
+    const r = await this.qs.enqueueFile({ ...req, queuedAt: req.queuedAt ?? this.now() }, { path, size, prefix: new TextEncoder().encode(prefix), header });
+    this.log.info("message queued", {
+      qid: r.messageId,
+      from: req.sender ? formatAddress(req.sender) : "<>",
+      rcpts: req.recipients.length,
+      size: size + prefix.length,
       release: req.releaseAt?.toISOString(),
     });
     this.kick();

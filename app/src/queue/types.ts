@@ -41,6 +41,8 @@ export interface SubmissionQueue {
   readonly maxHoldSeconds: number;
   /** Queue a message; resolves when it is on stable storage. */
   submit(req: EnqueueRequest): Promise<{ messageId: number; recipientIds: number[] }>;
+  /** Queue a message that is in a file (`size` octets), without reading it into memory (queue.ts); the file stays the caller's. */
+  submitFile?(req: Omit<EnqueueRequest, "data">, path: string, size: number): Promise<{ messageId: number; recipientIds: number[] }>;
 }
 
 /** "code secode text", the SMTP diagnostic of a failed outcome (RFC 3464 §2.3.6 smtp diagnostic). */

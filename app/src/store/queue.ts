@@ -18,12 +18,16 @@
  * 5. Only then do the enqueue promises resolve, so a 250 after enqueue means
  *    the message survives power loss. Files of failed jobs are removed.
  *
+ * `enqueueFile` does the same for a message that is already in a file (the
+ * webmail's spool): in step 2 the file is copied in chunks, after a prefix
+ * (the DKIM-Signature fields), instead of written from memory.
+ *
  * A crash between 2 and 4 leaves a file without row: `removeOrphanFiles`, run
  * by the one process that enqueues (the server) before it starts, removes it.
  * Removal goes the other way round: row first (committed), then the file.
  */
 import type { Database } from "bun:sqlite";
-import { unlink } from "node:fs/promises";
+import { open, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { addressKey, formatAddress, type Address } from "../smtp/address.ts";
 import { parseHeaderSection } from "../smtp/header.ts";
@@ -159,8 +163,52 @@ interface RecipientRow {
   delay_notified: number;
 }
 
+/** A message in a file, for enqueueFile. */
+export interface EnqueueFileSource {
+  path: string;
+  /** Octets of the file (checked while copying). */
+  size: number;
+  /** Written before the file's octets (e.g. DKIM-Signature fields); may be empty. */
+  prefix: Uint8Array;
+  /** The message's header section (for the listing's Subject and Message-ID). */
+  header: Uint8Array;
+}
+
+/** Octets copied from a source file at a time. */
+const COPY_CHUNK = 256 * 1024;
+
+/** Write `prefix` then the `size` octets of `src` to a new file `dest` (0600), fsynced; throws when src is not that size. */
+async function copyFileSynced(dest: string, prefix: Uint8Array, src: string, size: number): Promise<void> {
+  const out = await open(dest, "w", 0o600);
+  try {
+    const inp = await open(src, "r");
+    try {
+      let off = 0;
+      while (off < prefix.length) off += (await out.write(prefix, off, prefix.length - off)).bytesWritten;
+      const buf = new Uint8Array(COPY_CHUNK);
+      let copied = 0;
+      for (;;) {
+        const { bytesRead } = await inp.read(buf, 0, COPY_CHUNK, copied);
+        if (bytesRead === 0) break;
+        copied += bytesRead;
+        if (copied > size) break;
+        let w = 0;
+        while (w < bytesRead) w += (await out.write(buf, w, bytesRead - w)).bytesWritten;
+      }
+      if (copied !== size) throw new Error(`message file changed: ${copied} octets, ${size} expected`);
+    } finally {
+      await inp.close();
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+}
+
 interface EnqueueJob {
   req: EnqueueRequest;
+  /** The message is in this file (enqueueFile); `req.data` is then its prefix and header section only. */
+  source?: EnqueueFileSource;
   file: string;
   written: boolean;
   error: unknown;
@@ -311,6 +359,23 @@ export class QueueStore {
     });
   }
 
+  /**
+   * Queue a message that is in a file: as enqueue, but the queue file is
+   * `src.prefix` followed by a chunked copy of `src.path` (never the whole
+   * message in memory). The source file is left to the caller.
+   */
+  enqueueFile(req: Omit<EnqueueRequest, "data">, src: EnqueueFileSource): Promise<{ messageId: number; recipientIds: number[] }> {
+    if (req.recipients.length === 0) return Promise.reject(new StoreError("invalid", "no recipients"));
+    if (src.size + src.prefix.length === 0) return Promise.reject(new StoreError("invalid", "empty message"));
+    const file = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join("");
+    const listing = new Uint8Array(src.prefix.length + src.header.length);
+    listing.set(src.prefix, 0);
+    listing.set(src.header, src.prefix.length);
+    return new Promise((resolve, reject) => {
+      this.committer.submit({ req: { ...req, data: listing }, source: src, file, written: false, error: undefined, result: null, resolve, reject });
+    });
+  }
+
   /** Resolves when no enqueue is in progress. */
   idle(): Promise<void> {
     return this.committer.idle();
@@ -326,7 +391,11 @@ export class QueueStore {
     await Promise.all(
       batch.map(async (j) => {
         try {
-          await writeFileSynced(join(this.dir, j.file), j.req.data);
+          // Marked before writing: a partly written file of a failed job is removed too.
+          if (j.source) {
+            j.written = true;
+            await copyFileSynced(join(this.dir, j.file), j.source.prefix, j.source.path, j.source.size);
+          } else await writeFileSynced(join(this.dir, j.file), j.req.data);
           j.written = true;
           this.counters.fileSyncs++;
         } catch (e) {
@@ -365,7 +434,7 @@ export class QueueStore {
                 j.file,
                 r.sender?.localPart ?? "",
                 senderDomain,
-                r.data.length,
+                j.source ? j.source.prefix.length + j.source.size : r.data.length,
                 queuedAt,
                 releaseAt,
                 r.smtputf8 ? 1 : 0,

@@ -11,7 +11,9 @@
  * only read, and the cookie is SameSite=Strict.
  *
  * 1. Reading: mailboxes with counts, a page of a mailbox newest first
- *    (envelope and preview as stored at delivery), a message opened
+ *    (envelope and preview as stored at delivery), or a page of its
+ *    conversations (`conversations`, `conversation`: RFC 5256 REFERENCES
+ *    threads over the stored envelopes, webmail-threads.ts), a message opened
  *    (webmail-message.ts: headers, text, HTML path, attachments; \Seen is
  *    set), search (subject/from/body substring through the IMAP SEARCH
  *    evaluator, imapserver/search.ts).
@@ -29,8 +31,12 @@
  *    Received field as the submission port writes one (RFC 5321 §4.4,
  *    "with HTTPS"). Attachments of any size up to the message size limit
  *    are uploaded first (`POST /account/webmail/upload`, webmail-upload.ts)
- *    and named by id; the message is then built from their files without
- *    holding more than itself in memory.
+ *    and named by id; the message is then written from their files into a
+ *    spool file chunk by chunk (webmail-compose.ts composeMessageToFile),
+ *    never whole in memory: the queue signs it with DKIM while reading it
+ *    (body hash computed chunk by chunk) and copies it into its own spool
+ *    (queue.ts submitFile); local deliveries and the Sent copy store it
+ *    from a memory map of the file (page cache, not the process's heap).
  * 3a. Drafts: `saveDraft` stores the form in \Drafts with \Draft (IMAP
  *    clients see it), replacing the draft it came from; `openDraft` gives
  *    the form back, its attachments as fresh uploads; `send` with a
@@ -40,6 +46,12 @@
  * 3c. Reply all (`composeDraft`): recipients by RFC 5322 §3.6.3
  *    (webmail-compose.ts replyRecipients): Reply-To honoured, the
  *    account's own addresses left out, each address once.
+ * 3d. Answered and forwarded: once a reply is sent, the message replied
+ *    to gets \Answered (RFC 9051 §2.3.2), and a forwarded message the
+ *    $Forwarded keyword (RFC 5788 §3.4.1, IANA IMAP keywords registry).
+ *    A reply or forward sent from a reopened draft finds its message by
+ *    the Message-ID the draft kept (In-Reply-To; X-Forwarded-Message-Id,
+ *    written into drafts only), every live copy in the account.
  * 4. The HTML part is served as its own document for an
  *    `<iframe sandbox>` with a strict CSP (webmail-message.ts); remote
  *    images load only when the user asks (`?remote=1` widens img-src).
@@ -57,6 +69,7 @@ import type { Mailbox } from "../store/store.ts";
 import { decodeEncodedWords } from "../mime/decode.ts";
 import type { MimePart } from "../mime/structure.ts";
 import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { parseAddressList, parseHeaderSection, generateMessageId } from "../smtp/header.ts";
 import { formatAddress } from "../smtp/address.ts";
 import { SmtpError } from "../smtp/reply.ts";
@@ -75,11 +88,13 @@ import { ApiError, apiErrorResponse, CSP, escapeHtml, jsonResponse, notFound, pa
 import type { RequestContext, Router } from "./router.ts";
 import { ACCOUNT_AREA, CSRF_HEADER } from "./session.ts";
 import { WebmailUploads, type Upload } from "./webmail-upload.ts";
+import { buildThreads, ConversationCache, type Threads } from "./webmail-threads.ts";
 import { htmlDocument, htmlDocumentCsp, messageView, parsePath, partContent, quotableText, type MessageView } from "./webmail-message.ts";
 import {
   ComposeError,
+  FORWARDED_FIELD,
   composeMessage,
-  composeMessageFromFiles,
+  composeMessageToFile,
   forwardSubject,
   mailboxText,
   parseRecipients,
@@ -101,6 +116,10 @@ export const WEBMAIL_PATH = "/webmail/";
 export const MAX_PAGE = 200;
 /** Comment lines on the event stream at least this often: Bun.serve closes connections idle for 10 s. */
 export const EVENT_KEEPALIVE_MS = 8_000;
+/** Most messages of one conversation given at once (its latest ones). */
+export const MAX_CONVERSATION = 500;
+/** The IMAP keyword of a forwarded message (RFC 5788 §3.4.1: registered in the IANA IMAP keywords registry). */
+export const FORWARDED_KEYWORD = "$Forwarded";
 /** Messages a search looks at, newest first (bounds the work of one call). */
 export const MAX_SEARCH_SCAN = 5000;
 /** Open event streams per session (a tab each); beyond, 429: one stolen or buggy session cannot pin unbounded subscriptions and timers. */
@@ -124,6 +143,20 @@ const LARGE_UPLOAD = 4 * 1024 * 1024;
 
 /** How often pending uploads are checked for ended sessions and abandonment. */
 export const UPLOAD_SWEEP_MS = 15_000;
+
+/** A built message (Webmail.build): in memory, or a spool file mapped read-only. */
+interface BuiltMessage {
+  /** The message's octets (a memory map of `spool` when there is one). */
+  data: Uint8Array;
+  size: number;
+  smtputf8: boolean;
+  /** The header section (through the empty line). */
+  header: Uint8Array;
+  /** The spool file, or null when built in memory. */
+  spool: string | null;
+  /** Remove the spool file (call once, in every case). */
+  done(): Promise<void>;
+}
 
 /** One row of a message list. */
 export interface ListItem {
@@ -178,6 +211,18 @@ function isoDate(header: string | null, fallback: number): string {
   return new Date(fallback).toISOString();
 }
 
+/** One row of the conversation list: the row of its latest message, and the conversation's state. */
+export interface ConversationItem extends ListItem {
+  /** Messages of the conversation in this mailbox. */
+  count: number;
+  /** How many of them are not \Seen (the conversation is unread when > 0). */
+  unseen: number;
+  /** Any of them \Flagged. */
+  flagged: boolean;
+  /** Distinct senders' names, oldest first (at most 4, from the latest 10 messages). */
+  participants: string[];
+}
+
 /** The webmail: API methods (merged into the account API) and GET routes. */
 export class Webmail {
   readonly imap: ImapStore;
@@ -199,6 +244,97 @@ export class Webmail {
       ttlMs: opts.uploadTtlMs,
       sweepMs: opts.uploadSweepMs ?? UPLOAD_SWEEP_MS,
     });
+  }
+
+  /** Conversations per mailbox while its message set is unchanged (webmail-threads.ts). */
+  private readonly threadCache = new ConversationCache();
+
+  /** The mailbox's conversations (step 1), computed from stored envelopes only; kept while its message set is unchanged. */
+  private async threadsOf(accountId: number, mb: Mailbox): Promise<Threads> {
+    const version = this.wm.messageSetVersion(mb.id);
+    if (version === null) throw new ApiError("user:error", `no mailbox ${mb.id}`, 404);
+    const hit = this.threadCache.lookup(mb.id, version);
+    if (hit) return hit;
+    const rows = this.wm.threadRows(mb.id);
+    // Rows stored before meta existed: computed (and kept) once.
+    for (const r of rows) if (r.envelope === null) r.envelope = (await this.imap.meta(accountId, r.id)).envelope;
+    const threads = buildThreads(rows);
+    // Keyed by the version read before the rows: a change in between only makes the next call recompute.
+    this.threadCache.put(mb.id, version, threads);
+    return threads;
+  }
+
+  /** A page of conversations, newest first (step 1). */
+  private async conversationPage(accountId: number, mb: Mailbox, offset: number, limit: number) {
+    const threads = await this.threadsOf(accountId, mb);
+    const bits = this.wm.flagBits(mb.id);
+    const slice = threads.conversations.slice(offset, offset + limit);
+    const latest = await this.listItems(
+      accountId,
+      slice.flatMap((c) => {
+        const m = this.wm.message(accountId, c.latestId);
+        return m ? [m] : [];
+      }),
+    );
+    const byId = new Map(latest.map((l) => [l.id, l]));
+    const items: ConversationItem[] = [];
+    for (const c of slice) {
+      const row = byId.get(c.latestId);
+      // Gone since the threads were computed (a change between two reads): left out of this page.
+      if (!row) continue;
+      let unseen = 0;
+      let flagged = false;
+      for (const id of c.ids) {
+        const b = bits.get(id);
+        if (b === undefined) continue;
+        if (!(b & FLAG_SEEN)) unseen++;
+        if (b & FLAG_FLAGGED) flagged = true;
+      }
+      const names: string[] = [];
+      for (const id of c.ids.slice(-10)) {
+        const env = this.imap.storedMeta(id, { envelope: true })?.envelope;
+        if (!env) continue;
+        const from = envelopeFields(env).find((f) => f.name.toLowerCase() === "from")?.value ?? null;
+        const who = firstMailbox(from);
+        const name = who.name || who.address;
+        if (name && !names.includes(name)) names.push(name);
+      }
+      items.push({ ...row, count: c.ids.length, unseen, flagged, participants: names.slice(-4) });
+    }
+    return { mailbox: { id: mb.id, name: mb.name, specialUse: mb.specialUse }, total: threads.conversations.length, offset, items };
+  }
+
+  /** The conversation of message `id` in its mailbox: its messages in the order they were written (the latest MAX_CONVERSATION). */
+  private async conversation(accountId: number, id: number) {
+    const m = this.message(accountId, id);
+    const mb = this.mailbox(accountId, m.mailboxId);
+    const threads = await this.threadsOf(accountId, mb);
+    const at = threads.indexOf.get(id);
+    const ids = at === undefined ? [id] : threads.conversations[at]!.ids;
+    const shown = ids.slice(-MAX_CONVERSATION);
+    const rows = shown.flatMap((x) => {
+      const r = this.wm.message(accountId, x);
+      return r ? [r] : [];
+    });
+    return { mailbox: { id: mb.id, name: mb.name, specialUse: mb.specialUse }, total: ids.length, items: await this.listItems(accountId, rows) };
+  }
+
+  /**
+   * After a send (step 3d): `\Answered` on the message replied to, or on
+   * every live copy of the account with the Message-ID a reopened reply
+   * draft kept; `$Forwarded` likewise for a forward. Returns the ids changed.
+   */
+  private markAnsweredOrForwarded(accountId: number, direct: WebmailMessage | null, messageId: string | null, bit: number, keyword: string | null): number[] {
+    const targets: WebmailMessage[] = [];
+    if (direct) {
+      const still = this.wm.message(accountId, direct.id);
+      if (still) targets.push(still);
+    } else if (messageId) {
+      const first = /<[^<>\s]+>/.exec(messageId)?.[0];
+      if (first) targets.push(...this.wm.byMessageId(accountId, first));
+    }
+    for (const t of targets) this.imap.storeFlags(accountId, t.mailboxId, [t.uid], "add", bit, keyword ? [keyword] : [], null);
+    return targets.map((t) => t.id);
   }
 
   /** Open event streams by session cookie value (events). */
@@ -424,7 +560,10 @@ export class Webmail {
     let replyTo: WebmailMessage | null = null;
     let inReplyTo: string | null = null;
     let references: string | null = null;
+    let forwardOf: WebmailMessage | null = null;
+    let forwardedMessageId: string | null = null;
     const replyId = p["replyToId"];
+    const forwardId = p["forwardOfId"];
     const draftId = p["draftId"] === undefined || p["draftId"] === null ? null : int(p, "draftId", { min: 1 });
     const draft = draftId === null ? null : this.draftMessage(account.id, draftId);
     if (typeof replyId === "number") {
@@ -433,12 +572,18 @@ export class Webmail {
       replyTo = parent.m;
       inReplyTo = parent.view.headers.messageId || null;
       references = replyReferences(parent.view.headers) || null;
+    } else if (typeof forwardId === "number") {
+      // The forwarded message's own Message-ID, kept in a draft (step 3d).
+      forwardOf = this.message(account.id, forwardId);
+      const env = envelopeFields((await this.imap.meta(account.id, forwardOf.id)).envelope);
+      forwardedMessageId = /<[^<>\s]+>/.exec(env.find((f) => f.name.toLowerCase() === "message-id")?.value ?? "")?.[0] ?? null;
     } else if (draft) {
-      // A reopened draft keeps the threading it was saved with.
+      // A reopened draft keeps the threading it was saved with, and what it forwards.
       const { headers } = parseHeaderSection(await c.store.readMessage({ accountId: account.id, id: draft.id }));
       const get = (n: string) => headers.find((h) => h.name.toLowerCase() === n)?.value.replace(/\s+/g, " ").trim() || null;
       inReplyTo = get("in-reply-to");
       references = get("references");
+      forwardedMessageId = get(FORWARDED_FIELD.toLowerCase());
     }
     const inline = this.attachments(p);
     const uploads = this.uploadsParam(ctx, account.id, p);
@@ -456,14 +601,32 @@ export class Webmail {
       attachments: inline,
       userAgent: `Letterbox webmail ${c.version}`,
     };
-    return { input, from, to, cc, bcc, replyTo, draft, uploads };
+    return { input, from, to, cc, bcc, replyTo, draft, uploads, forwardOf, forwardedMessageId };
   }
 
-  /** Build the message: streaming from the upload files when there are uploads (memory: the message once). */
-  private async build(input: ComposeInput, uploads: readonly Upload[]): Promise<{ data: Uint8Array; smtputf8: boolean }> {
+  /**
+   * Build the message (step 3): in memory when it has no uploads (it is
+   * then at most the text and small inline files), else written from the
+   * upload files into a spool file of this instance (`spool` set; `data`
+   * is then a read-only memory map of it, `header` its header section).
+   * The caller calls `done()` in every case: it removes the spool file.
+   */
+  private async build(input: ComposeInput, uploads: readonly Upload[]): Promise<BuiltMessage> {
     try {
-      if (uploads.length === 0) return composeMessage(input);
-      return await composeMessageFromFiles(input, uploads);
+      if (uploads.length === 0) {
+        const { data, smtputf8 } = composeMessage(input);
+        return { data, size: data.length, smtputf8, header: data, spool: null, done: async () => {} };
+      }
+      const path = join(this.uploads.dir, `out-${crypto.randomUUID()}.eml`);
+      const done = () => rm(path, { force: true });
+      try {
+        const { size, smtputf8, header } = await composeMessageToFile(input, uploads, path);
+        // MAP_PRIVATE, only read: the file is ours and neither written nor truncated while mapped.
+        return { data: Bun.mmap(path, { shared: false }), size, smtputf8, header, spool: path, done };
+      } catch (e) {
+        await done();
+        throw e;
+      }
     } catch (e) {
       if (e instanceof ComposeError) throw new ApiError("user:error", e.message);
       throw e;
@@ -479,12 +642,10 @@ export class Webmail {
     const c = this.c;
     const now = new Date();
     const f = await this.composeInput(ctx, account, p, now);
-    const { from, replyTo } = f;
     const rcpts = [...f.to, ...f.cc, ...f.bcc];
     if (rcpts.length === 0) throw new ApiError("user:error", "no recipients");
     if (rcpts.length > c.config.limits.maxRecipients) throw new ApiError("user:error", `too many recipients, at most ${c.config.limits.maxRecipients}`);
     const hostname = c.config.hostname;
-    const messageId = f.input.messageId;
     // RFC 5321 §4.4: our trace field first, as the submission port adds one (webmail-compose.ts webmailReceived).
     f.input.prefix = webmailReceived({
       ip: ctx.ip,
@@ -494,15 +655,31 @@ export class Webmail {
       recipients: rcpts.map((r) => formatAddress(r.address)),
       date: now,
     });
-    const { data, smtputf8 } = await this.build(f.input, f.uploads);
-    if (data.length > c.config.limits.maxMessageSize) throw new ApiError("user:error", `message too big, at most ${c.config.limits.maxMessageSize} octets (the largest message size)`, 413);
+    const built = await this.build(f.input, f.uploads);
+    try {
+      return await this.sendBuilt(ctx, account, f, built, now);
+    } finally {
+      await built.done();
+    }
+  }
+
+  /** Send (step 3) once built: checks, queue or local delivery, the Sent copy, flags, the draft removed. */
+  private async sendBuilt(ctx: RequestContext, account: Account, f: Awaited<ReturnType<Webmail["composeInput"]>>, built: BuiltMessage, now: Date) {
+    const c = this.c;
+    const { from, replyTo } = f;
+    const rcpts = [...f.to, ...f.cc, ...f.bcc];
+    const hostname = c.config.hostname;
+    const messageId = f.input.messageId;
+    const { data, smtputf8 } = built;
+    const size = built.size;
+    if (size > c.config.limits.maxMessageSize) throw new ApiError("user:error", `message too big, at most ${c.config.limits.maxMessageSize} octets (the largest message size)`, 413);
     if (account.quotaBytes > 0) {
       const now2 = c.store.getAccountById(account.id);
-      if (now2 && now2.usedBytes + data.length > now2.quotaBytes) throw new ApiError("user:error", `over quota: the copy in Sent (${data.length} octets) does not fit the ${now2.quotaBytes - now2.usedBytes} octets left`, 413);
+      if (now2 && now2.usedBytes + size > now2.quotaBytes) throw new ApiError("user:error", `over quota: the copy in Sent (${size} octets) does not fit the ${now2.quotaBytes - now2.usedBytes} octets left`, 413);
     }
-    // The checks of an authenticated submission (RFC 6409): From must be the account's own.
+    // The checks of an authenticated submission (RFC 6409): From must be the account's own (they read the header section only).
     try {
-      checkSubmittedMessage(data, { accountId: account.id, store: c.store, hostname, now });
+      checkSubmittedMessage(built.header, { accountId: account.id, store: c.store, hostname, now });
     } catch (e) {
       if (e instanceof SmtpError) throw new ApiError("user:error", e.message);
       throw e;
@@ -527,19 +704,21 @@ export class Webmail {
     try {
       if (remote) {
         // As the submission port does: ALL recipients through the queue (it signs with DKIM).
-        const q = await this.opts.queue!.submit({
+        const queue = this.opts.queue!;
+        const req = {
           accountId: account.id,
           sender: from.address,
           recipients: rcpts.map((r) => ({ address: r.address })),
-          data,
           smtputf8,
-          body: smtputf8 ? "8BITMIME" : undefined,
+          body: smtputf8 ? ("8BITMIME" as const) : undefined,
           queuedAt: now,
-        });
-        ctx.log.info("webmail: message queued", { account: account.name, qid: q.messageId, rcpts: rcpts.length, size: data.length });
+        };
+        // A spooled message is signed and copied from its file (queue.ts submitFile), never read whole.
+        const q = built.spool && queue.submitFile ? await queue.submitFile(req, built.spool, size) : await queue.submit({ ...req, data });
+        ctx.log.info("webmail: message queued", { account: account.name, qid: q.messageId, rcpts: rcpts.length, size });
       } else {
         await deliverToAccounts(c.store, data, accountIds, now);
-        ctx.log.info("webmail: message delivered", { account: account.name, accounts: accountIds.size, size: data.length });
+        ctx.log.info("webmail: message delivered", { account: account.name, accounts: accountIds.size, size });
       }
     } catch (e) {
       if (e instanceof SmtpError) throw new ApiError(e.permanent ? "user:error" : "server:error", e.message);
@@ -555,11 +734,10 @@ export class Webmail {
       ctx.log.error("webmail: sent copy not stored", { err: e as Error });
       throw new ApiError("server:error", `the message was sent, but its copy in Sent could not be stored: ${(e as Error).message}`);
     }
-    if (replyTo) {
-      // RFC 9051 §2.3.2 \Answered on the message replied to.
-      const still = this.wm.message(account.id, replyTo.id);
-      if (still) this.setBits(account.id, still, FLAG_ANSWERED, true);
-    }
+    // RFC 9051 §2.3.2 \Answered on the message replied to (also from a reopened reply draft: its In-Reply-To).
+    if (replyTo || f.input.inReplyTo) this.markAnsweredOrForwarded(account.id, replyTo, f.input.inReplyTo ?? null, FLAG_ANSWERED, null);
+    // RFC 5788 §3.4.1 $Forwarded on the message forwarded (also from a reopened forward draft).
+    if (f.forwardOf || f.forwardedMessageId) this.markAnsweredOrForwarded(account.id, f.forwardOf, f.forwardedMessageId, 0, FORWARDED_KEYWORD);
     let draftRemoved = false;
     if (f.draft) {
       // The draft became this message: it goes (if it is still there).
@@ -584,17 +762,23 @@ export class Webmail {
     const now = new Date();
     const f = await this.composeInput(ctx, account, p, now);
     f.input.bcc = f.bcc;
-    const { data } = await this.build(f.input, f.uploads);
-    if (data.length > c.config.limits.maxMessageSize) throw new ApiError("user:error", `draft too big, at most ${c.config.limits.maxMessageSize} octets (the largest message size)`, 413);
-    const [copy] = await c.store.deliver({ data, targets: [{ accountId: account.id, mailbox: "\\Drafts" }], flags: ["\\Draft", "\\Seen"], receivedAt: now });
+    f.input.forwardedMessageId = f.forwardedMessageId;
+    const built = await this.build(f.input, f.uploads);
+    let copy: { messageId: number; mailboxId: number } | undefined;
+    try {
+      if (built.size > c.config.limits.maxMessageSize) throw new ApiError("user:error", `draft too big, at most ${c.config.limits.maxMessageSize} octets (the largest message size)`, 413);
+      [copy] = await c.store.deliver({ data: built.data, targets: [{ accountId: account.id, mailbox: "\\Drafts" }], flags: ["\\Draft", "\\Seen"], receivedAt: now });
+    } finally {
+      await built.done();
+    }
     if (!copy) throw new ApiError("server:error", "the draft could not be stored");
     if (f.draft) {
       const still = this.wm.message(account.id, f.draft.id);
       if (still && still.mailboxId === f.draft.mailboxId) await this.expungeOne(account.id, still);
     }
     await this.uploads.remove(f.uploads.map((u) => u.id));
-    ctx.log.info("webmail: draft saved", { account: account.name, size: data.length });
-    return { id: copy.messageId, mailboxId: copy.mailboxId, size: data.length };
+    ctx.log.info("webmail: draft saved", { account: account.name, size: built.size });
+    return { id: copy.messageId, mailboxId: copy.mailboxId, size: built.size };
   }
 
   /**
@@ -637,6 +821,7 @@ export class Webmail {
       subject: view.headers.subject,
       text: (view.text ?? "").replace(/\r\n/g, "\n"),
       replyToId: null,
+      forwardOfId: null,
       attachments,
     };
   }
@@ -674,7 +859,7 @@ export class Webmail {
     const quoted = quoteForReply(h.from, h.date, quotableText(data, root, view));
     if (mode === "forward") {
       const fwd = `\n\n---------- Forwarded message ----------\nFrom: ${h.from}\nDate: ${h.date}\nSubject: ${h.subject}\nTo: ${h.to}\n\n${quotableText(data, root, view)}`;
-      return { to: "", cc: "", subject: forwardSubject(h.subject), text: fwd, replyToId: null };
+      return { to: "", cc: "", subject: forwardSubject(h.subject), text: fwd, replyToId: null, forwardOfId: id };
     }
     // The fields as they stand in the message (display names decoded by the address parser, never re-split).
     const { headers } = parseHeaderSection(data);
@@ -687,7 +872,7 @@ export class Webmail {
     own.add(account.name.toLowerCase());
     const isOwn = (a: NamedAddress["address"]) => own.has(formatAddress(a).toLowerCase()) || this.c.store.mayUseFromAddress(account.id, a.localPart, a.domain);
     const r = replyRecipients({ from: raw("from"), to: raw("to"), cc: raw("cc"), replyTo: raw("reply-to") }, isOwn, mode === "replyAll" ? "replyAll" : "reply");
-    return { to: r.to.map(mailboxText).join(", "), cc: r.cc.map(mailboxText).join(", "), subject: replySubject(h.subject), text: quoted, replyToId: id };
+    return { to: r.to.map(mailboxText).join(", "), cc: r.cc.map(mailboxText).join(", "), subject: replySubject(h.subject), text: quoted, replyToId: id, forwardOfId: null };
   }
 
   /** The API methods, merged into the account area's (server.ts). */
@@ -706,6 +891,16 @@ export class Webmail {
           return { mailbox: { id: mb.id, name: mb.name, specialUse: mb.specialUse }, total: page.total, offset, items: await this.listItems(a.id, page.rows) };
         },
       },
+      conversations: {
+        handler: async ({ session, params }) => {
+          const a = acc(session);
+          const mb = this.mailbox(a.id, int(params, "mailboxId", { min: 1 }));
+          const offset = params["offset"] === undefined ? 0 : int(params, "offset", { min: 0 });
+          const limit = params["limit"] === undefined ? 50 : int(params, "limit", { min: 1, max: MAX_PAGE });
+          return this.conversationPage(a.id, mb, offset, limit);
+        },
+      },
+      conversation: { handler: ({ session, params }) => this.conversation(acc(session).id, int(params, "id", { min: 1 })) },
       message: {
         handler: async ({ session, params }) => {
           const a = acc(session);

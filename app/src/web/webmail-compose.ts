@@ -22,10 +22,11 @@
  *    Message-ID is made on our host name; In-Reply-To and References
  *    (§3.6.4) thread a reply. Bcc is written only into drafts (§3.6.3).
  * 6. Attachments that were uploaded (webmail-upload.ts) are read from their
- *    files by `composeMessageFromFiles`: the message's size is known before
- *    a byte is written, so it is built into one buffer of exactly that
- *    size, base64 written straight into it chunk by chunk (memory: the
- *    message once; test/web/webmail-rss.test.ts measures it).
+ *    files: `composeMessageToFile` writes the message into a spool file,
+ *    base64 encoded chunk by chunk (memory: one chunk, whatever the size;
+ *    the sender signs and queues from that file, test/web/webmail-rss.test.ts
+ *    measures it); `composeMessageFromFiles` builds it into one buffer of
+ *    exactly its size instead.
  * 7. `replyRecipients` computes who a reply (to all) goes to (RFC 5322
  *    §3.6.3), and `webmailReceived` the trace field a webmail submission
  *    gets (RFC 5321 §4.4, "with HTTPS"/"with HTTP": see there why).
@@ -63,6 +64,12 @@ export interface ComposeInput {
   userAgent?: string;
   /** Bcc recipients written as a Bcc field: for drafts only (RFC 5322 §3.6.3). */
   bcc?: readonly NamedAddress[];
+  /**
+   * The Message-ID ("<id@host>") of the message being forwarded, written as
+   * X-Forwarded-Message-Id (the field Apple Mail writes): for drafts only,
+   * so that sending the draft later still marks that message $Forwarded.
+   */
+  forwardedMessageId?: string | null;
   /** Trace fields put before everything (a Received field, ending in CRLF). */
   prefix?: string;
 }
@@ -101,6 +108,9 @@ export function encodedWords(text: string): string {
   flush();
   return words.join(" ");
 }
+
+/** The draft-only field naming the message a draft forwards (see ComposeInput.forwardedMessageId). */
+export const FORWARDED_FIELD = "X-Forwarded-Message-Id";
 
 /** Longest word written as is in a header; longer ones are encoded (foldHeader folds only at spaces). */
 const MAX_HEADER_WORD = 76;
@@ -247,6 +257,7 @@ function layout(m: ComposeInput, files: readonly { name: string; type: string }[
   if (m.cc.length) head += foldHeader("Cc", m.cc.map(formatMailbox).join(", "));
   // RFC 5322 §3.6.3: Bcc only in a draft (the user's own copy); never in what is sent.
   if (m.bcc?.length) head += foldHeader("Bcc", m.bcc.map(formatMailbox).join(", "));
+  if (m.forwardedMessageId && writableIds(m.forwardedMessageId)) head += foldHeader(FORWARDED_FIELD, writableIds(m.forwardedMessageId));
   head += foldHeader("Subject", headerText(m.subject));
   head += `Message-ID: ${m.messageId}\r\n`;
   if (m.inReplyTo && writableIds(m.inReplyTo)) head += foldHeader("In-Reply-To", writableIds(m.inReplyTo));
@@ -395,6 +406,74 @@ export async function composeMessageFromFiles(m: ComposeInput, files: readonly F
   put(strings[strings.length - 1]!);
   if (at !== total) throw new ComposeError(`message size mismatch: ${at} of ${total} octets`);
   return { data: out, smtputf8: l.smtputf8 };
+}
+
+/**
+ * Write the message (as composeMessageFromFiles builds it, octet for
+ * octet) to a new file at `path` (0600), reading each attachment file
+ * READ_CHUNK octets at a time and writing as it goes: memory is a few
+ * chunks, never the message. Not fsynced: the file is a spool that the
+ * queue copies durably (store/queue.ts) and the store stores from. Returns
+ * its size, whether it needs SMTPUTF8, and its header section (what the
+ * submission checks read). Throws ComposeError when a file is not the
+ * size it was uploaded with; the caller removes `path` in every case.
+ */
+export async function composeMessageToFile(
+  m: ComposeInput,
+  files: readonly FileAttachment[],
+  path: string,
+): Promise<{ size: number; smtputf8: boolean; header: Uint8Array }> {
+  const l = layout(m, files);
+  const enc = new TextEncoder();
+  const strings = [l.head, l.first, ...l.partHeads, l.last].map((s) => enc.encode(s));
+  let expected = strings.reduce((n, b) => n + b.length, 0);
+  for (const f of files) expected += encodedPartSize(f.size);
+  const out = await open(path, "wx", 0o600);
+  let size = 0;
+  try {
+    const write = async (b: Uint8Array) => {
+      let off = 0;
+      while (off < b.length) off += (await out.write(b, off, b.length - off)).bytesWritten;
+      size += b.length;
+    };
+    await write(strings[0]!);
+    await write(strings[1]!);
+    const chunk = new Uint8Array(READ_CHUNK);
+    // base64 of one chunk: 4/3 of it plus CRLF per 76 characters.
+    const encoded = new Uint8Array(encodedPartSize(READ_CHUNK));
+    for (let i = 0; i < files.length; i++) {
+      const f = files[i]!;
+      await write(strings[2 + i]!);
+      const fh = await open(f.path, "r");
+      try {
+        let read = 0;
+        for (;;) {
+          // Fill the chunk fully (short reads happen) so lines break only at chunk ends.
+          let n = 0;
+          while (n < READ_CHUNK) {
+            const r = await fh.read(chunk, n, READ_CHUNK - n, null);
+            if (r.bytesRead === 0) break;
+            n += r.bytesRead;
+          }
+          if (n === 0) break;
+          read += n;
+          if (read > f.size) throw new ComposeError(`attachment ${f.name} changed while sending`);
+          await write(encoded.subarray(0, base64Into(chunk, n, encoded, 0)));
+          if (n < READ_CHUNK) break;
+        }
+        if (read !== f.size) throw new ComposeError(`attachment ${f.name} changed while sending`);
+        // An empty file still has its (empty) line and CRLF.
+        if (f.size === 0) await write(new Uint8Array([13, 10]));
+      } finally {
+        await fh.close();
+      }
+    }
+    await write(strings[strings.length - 1]!);
+  } finally {
+    await out.close();
+  }
+  if (size !== expected) throw new ComposeError(`message size mismatch: ${size} of ${expected} octets`);
+  return { size, smtputf8: l.smtputf8, header: strings[0]! };
 }
 
 /** "Re: subject" once (RFC 5322 §3.6.5: "Re: " is the usual prefix; not added again). */
