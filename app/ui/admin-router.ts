@@ -19,13 +19,16 @@ interface Renewal {
   ok: boolean;
   detail: string;
 }
+/** The protocol that made a mapping, as the panel names it. */
+const METHOD_TEXT: Record<NonNullable<PortResult["method"]>, string> = { pcp: "PCP", "nat-pmp": "NAT-PMP", upnp: "UPnP" };
+
 export interface PortResult {
   port: number;
   purpose: string;
   required?: boolean;
   internalPort: number | null;
   status: "mapped" | "refused" | "not-tried";
-  method: "nat-pmp" | "upnp" | null;
+  method: "pcp" | "nat-pmp" | "upnp" | null;
   lifetime: number | null;
   detail: string;
   expiresAt?: string | null;
@@ -42,6 +45,8 @@ interface Report {
   lanAddress: string | null;
   externalAddress: string | null;
   natpmp: string;
+  /** Absent in reports from before PCP was spoken. */
+  pcp?: string;
   upnp: string;
   ports: PortResult[];
   manual: string[];
@@ -99,7 +104,7 @@ function reportView(r: Report): Child {
       `Router ${r.gateway ?? "not found"}`,
       r.externalAddress ? `, public address ${r.externalAddress}` : "",
       r.lanAddress ? `, this box ${r.lanAddress}` : "",
-      `. NAT-PMP: ${r.natpmp}; UPnP: ${r.upnp}.`,
+      `.${r.pcp ? ` PCP: ${r.pcp};` : ""} NAT-PMP: ${r.natpmp}; UPnP: ${r.upnp}.`,
       ` Last run ${clock(r.at)}${r.trigger ? ` (${TRIGGER_TEXT[r.trigger] ?? r.trigger})` : ""}`,
       r.nextRunAt ? `; next at ${clock(r.nextRunAt)}.` : ".",
     ),
@@ -117,7 +122,7 @@ function reportView(r: Report): Child {
             { "data-port": p.port, class: p.required === false ? "optional" : null },
             h("td", { "data-label": "Port" }, String(p.port), p.required === false ? " (optional)" : ""),
             h("td", { "data-label": "For" }, p.purpose),
-            h("td", { "data-label": "Result", class: `port-status ${p.status}` }, STATUS_TEXT[p.status] + (p.method ? ` (${p.method === "nat-pmp" ? "NAT-PMP" : "UPnP"})` : "")),
+            h("td", { "data-label": "Result", class: `port-status ${p.status}` }, STATUS_TEXT[p.status] + (p.method ? ` (${METHOD_TEXT[p.method]})` : "")),
             h("td", { "data-label": "Details" }, p.detail),
             h("td", { "data-label": "Renewal", class: `port-renewal${p.renewal && !p.renewal.ok ? " failed" : ""}` }, renewalText(p) || "—"),
           ),

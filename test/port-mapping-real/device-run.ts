@@ -13,8 +13,15 @@
  * - `{ op: "natpmp", calls }`: a NatPmpClient on the default gateway:
  *   `external`, `map` {internalPort, externalPort, lifetime, protocol?},
  *   `unmap` {internalPort, protocol?}.
- * - `{ op: "map-router-ports", listener, lifetime?, runs? }`: mapRouterPorts
- *   with nothing overridden but the config (run `runs` times, default 1).
+ * - `{ op: "pcp", nonceFile?, clientAddress?, initialRetryMs?, calls }`: a
+ *   PcpClient (RFC 6887) on the default gateway, from our LAN address (or
+ *   `clientAddress` written inside), nonces kept in `nonceFile`: `map`
+ *   {internalPort, externalPort, lifetime}, `unmap` {internalPort},
+ *   `announce`, `raw` {version?, opcode, lifetime, opcodeLength?}; the
+ *   result also lists the nonce of each internal port used.
+ * - `{ op: "map-router-ports", listener, lifetime?, runs?, options? }`:
+ *   mapRouterPorts with nothing overridden but the config and `options`
+ *   (run `runs` times, default 1).
  * - `{ op: "panel", listener, mapping? }`: the panel as on the device
  *   (startWebServers with a RouterPortMapper on the real gateway, options
  *   `mapping` added), logged in as admin over HTTP on 127.0.0.1 of this
@@ -26,6 +33,7 @@
 import { DEFAULT_LIMITS, type Config, type Listener } from "../../app/src/config/types.ts";
 import { Logger } from "../../app/src/log/index.ts";
 import { NatPmpClient, NatPmpRefused, readDefaultGateway } from "../../app/src/natpmp/index.ts";
+import { NonceStore, nonceHex, PcpClient, PcpRefused } from "../../app/src/pcp/index.ts";
 import { discoverIgd, IgdClient, loadIgd, UpnpError, type WanService } from "../../app/src/upnp/index.ts";
 import { lanAddressFor, mapRouterPorts, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
 import { openStore } from "../../app/src/store/index.ts";
@@ -36,11 +44,12 @@ import { Client, fakeChecks, noDns } from "../web/harness.ts";
 import { join } from "node:path";
 
 type Call = { action: string } & Record<string, unknown>;
-type Outcome = { ok: unknown } | { error: { name: string; message: string; code?: number | null; resultCode?: number } };
+type Outcome = { ok: unknown } | { error: { name: string; message: string; code?: number | null; resultCode?: number; resultName?: string; version?: number } };
 
 function failure(e: unknown): Outcome {
   if (e instanceof UpnpError) return { error: { name: e.name, message: e.message, code: e.code } };
   if (e instanceof NatPmpRefused) return { error: { name: e.name, message: e.message, resultCode: e.resultCode } };
+  if (e instanceof PcpRefused) return { error: { name: e.name, message: e.message, resultCode: e.resultCode, resultName: e.resultName, version: e.version } };
   const err = e as Error;
   return { error: { name: err.name, message: err.message } };
 }
@@ -109,7 +118,37 @@ async function natpmp(o: { calls: Call[] }): Promise<unknown> {
   return { gateway: gw, results };
 }
 
-async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?: number; runs?: number }): Promise<unknown> {
+async function pcp(o: { nonceFile?: string; clientAddress?: string; initialRetryMs?: number; calls: Call[] }): Promise<unknown> {
+  const gw = readDefaultGateway();
+  if (!gw) throw new Error("no default gateway in this namespace");
+  const lan = lanAddressFor(gw.gateway, gw.iface);
+  if (!lan) throw new Error("no LAN address in this namespace");
+  const nonces = new NonceStore(o.nonceFile ?? null);
+  // Sent from the LAN address; `clientAddress` only changes what is written inside (ADDRESS_MISMATCH tests).
+  const c = new PcpClient({ server: gw.gateway, clientAddress: o.clientAddress ?? lan, bindAddress: lan, initialRetryMs: o.initialRetryMs ?? 1000, maxTries: 3 });
+  const used = new Map<number, string>();
+  const nonce = (port: number) => {
+    const n = nonces.get("tcp", port);
+    used.set(port, nonceHex(n));
+    return n;
+  };
+  const results: Outcome[] = [];
+  for (const x of o.calls) {
+    if (x.action === "map") results.push(await outcome(() => c.map({ protocol: "tcp", internalPort: num(x.internalPort), suggestedExternalPort: num(x.externalPort), lifetime: num(x.lifetime), nonce: nonce(num(x.internalPort)) })));
+    else if (x.action === "unmap") results.push(await outcome(() => c.unmap({ protocol: "tcp", internalPort: num(x.internalPort), nonce: nonce(num(x.internalPort)) })));
+    else if (x.action === "announce") results.push(await outcome(() => c.announce()));
+    else if (x.action === "raw")
+      results.push(
+        await outcome(() =>
+          c.request({ ...(typeof x.version === "number" ? { version: x.version } : {}), opcode: num(x.opcode), lifetime: num(x.lifetime), opcodeData: new Uint8Array(typeof x.opcodeLength === "number" ? x.opcodeLength : 0) }),
+        ),
+      );
+    else throw new Error(`unknown pcp action ${x.action}`);
+  }
+  return { gateway: gw, lanAddress: lan, nonces: Object.fromEntries(used), results };
+}
+
+async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?: number; runs?: number; options?: PortMappingOptions }): Promise<unknown> {
   const config: Config = {
     file: null,
     hostname: "mail.example.org",
@@ -122,7 +161,7 @@ async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?
     localserve: false,
   };
   const reports = [];
-  for (let i = 0; i < (o.runs ?? 1); i++) reports.push(await mapRouterPorts(config, o.lifetime !== undefined ? { lifetime: o.lifetime } : {}, new Logger({ room: "portmap" })));
+  for (let i = 0; i < (o.runs ?? 1); i++) reports.push(await mapRouterPorts(config, { ...(o.options ?? {}), ...(o.lifetime !== undefined ? { lifetime: o.lifetime } : {}) }, new Logger({ room: "portmap" })));
   return reports;
 }
 
@@ -195,6 +234,7 @@ const op = JSON.parse(process.argv[2] ?? "{}") as { op?: string } & Record<strin
 let result: unknown;
 if (op.op === "upnp") result = await upnp(op as unknown as Parameters<typeof upnp>[0]);
 else if (op.op === "natpmp") result = await natpmp(op as unknown as Parameters<typeof natpmp>[0]);
+else if (op.op === "pcp") result = await pcp(op as unknown as Parameters<typeof pcp>[0]);
 else if (op.op === "map-router-ports") result = await mapPorts(op as unknown as Parameters<typeof mapPorts>[0]);
 else if (op.op === "panel") result = await panel(op as unknown as Parameters<typeof panel>[0]);
 else throw new Error(`unknown op ${String(op.op)}`);

@@ -4,6 +4,8 @@
  * "panel": startWebServers with its RouterPortMapper on the real gateway,
  * SSDP group and 224.0.0.1:5350), its admin API read over HTTP:
  *
+ * (The NAT-PMP and UPnP cases turn PCP off, which the mapper asks first;
+ * PCP restarts are in pcp.test.ts.)
  * - NAT-PMP, announcement: miniupnpd restarted as a reboot does (lease file
  *   and rules gone) starts its epoch at 0 and multicasts a PCP ANNOUNCE
  *   (RFC 6887 §14.1.3); the mapper re-creates every mapping at once (RFC
@@ -61,7 +63,7 @@ async function nextReport(p: DeviceProcess, pred: (r: PortMappingReport) => bool
 describe.skipIf(unavailable !== null)("router restarts, miniupnpd", () => {
   test("NAT-PMP: a rebooted router's PCP ANNOUNCE brings every mapping back within a second or two, and the panel's report shows it", async () => {
     lab = await startRouterLab({ rules: ALLOW_ALL });
-    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0 } });
+    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0, pcp: false } });
     const first = await nextReport(panel, () => true, 20_000);
     expect(first).toMatchObject({ trigger: "request", natpmp: "answered", gateway: "10.231.0.1", lanAddress: LAN_DEVICE_IP });
     expect(new Set(Object.values(statuses(first)))).toEqual(new Set(["mapped"]));
@@ -91,7 +93,7 @@ describe.skipIf(unavailable !== null)("router restarts, miniupnpd", () => {
 
   test("NAT-PMP: with no announcement heard, the probe sees the epoch go back and re-creates the mappings", async () => {
     lab = await startRouterLab({ rules: ALLOW_ALL });
-    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 500, announcements: null } });
+    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 500, announcements: null, pcp: false } });
     const first = await nextReport(panel, () => true, 20_000);
     expect(new Set(Object.values(statuses(first)))).toEqual(new Set(["mapped"]));
     await Bun.sleep(4000);
@@ -107,7 +109,7 @@ describe.skipIf(unavailable !== null)("router restarts, miniupnpd", () => {
 
   test("UPnP: kept over a daemon restart (lease file), lost in a reboot and re-added at the next renewal tick, and the report says the router had lost them", async () => {
     lab = await startRouterLab({ rules: ALLOW_ALL, natpmp: false });
-    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 8, natpmpTries: 1, probeIntervalMs: 0 } });
+    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 8, natpmpTries: 1, probeIntervalMs: 0, pcp: false } });
     const first = await nextReport(panel, () => true, 20_000);
     expect(first).toMatchObject({ natpmp: "no answer", upnp: "found" });
     expect(first.ports.find((p) => p.port === 587)).toMatchObject({ status: "mapped", method: "upnp", lifetime: 8 });

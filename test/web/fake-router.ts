@@ -26,7 +26,8 @@ export interface FakeNatPmp {
 }
 
 /**
- * A NAT-PMP router answering with public address 203.0.113.7; refuses
+ * A NAT-PMP router (which answers a PCP request "unsupported version", as
+ * RFC 6886 §3.5 requires) answering with public address 203.0.113.7; refuses
  * (result `refuseCode`, default 2) the external ports in `refuse`, offers
  * another external port where `offer` says, drops the first `dropFirst`
  * requests (to exercise retransmission).
@@ -50,6 +51,15 @@ export async function startFakeNatPmp(o: { refuse?: Iterable<number>; refuseCode
       return;
     }
     const epoch = epochNow();
+    if (msg.length >= 2 && msg[0] !== 0) {
+      // RFC 6886 §3.5: any other version (a PCP request, RFC 6887 §9) is answered "unsupported version", result 1.
+      const r = Buffer.alloc(8);
+      r[1] = 128 + (msg[1]! & 0x7f);
+      r.writeUInt16BE(1, 2);
+      r.writeUInt32BE(epoch, 4);
+      sock.send(r, rinfo.port, rinfo.address);
+      return;
+    }
     if (msg.length === 2 && msg[0] === 0 && msg[1] === 0) {
       requests.push({ opcode: 0, internalPort: 0, externalPort: 0, lifetime: 0 });
       const r = Buffer.alloc(12);

@@ -67,6 +67,8 @@ function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
     natpmpPort: pmp?.port ?? silentPort,
     natpmpTries: 2,
     natpmpInitialRetryMs: 20,
+    // A router silent on 5351 costs one PCP wait first (RFC 6887 §8.1.1 IRT, 3 s on the device).
+    pcpInitialRetryMs: 20,
     renewalTries: 3,
     ssdp: { address: "127.0.0.1", port: igd?.ssdpPort ?? silentPort },
     ssdpWaitMs: 150,
@@ -77,7 +79,8 @@ function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
 }
 
 const mapRequests = () => pmp!.requests.filter((q) => q.opcode === 2 && q.lifetime > 0).length;
-async function until<T>(what: string, f: () => T | undefined | null | false, ms = 3000): Promise<T> {
+/** Waits for what a timer or a datagram brings, with a deadline generous enough for a loaded machine. */
+async function until<T>(what: string, f: () => T | undefined | null | false, ms = 20_000): Promise<T> {
   const end = performance.now() + ms;
   for (;;) {
     const v = f();
@@ -110,15 +113,17 @@ test("the report says when each mapping is renewed; the renewal at half the life
   mapper = new RouterPortMapper(config, opts({ lifetime: 2 }), log);
   const t0 = Date.now();
   const r = await mapper.run();
+  const t1 = Date.now();
   expect(r.trigger).toBe("request");
   const p = port(r, 587);
   expect(p).toMatchObject({ status: "mapped", lifetime: 2, renewal: null });
-  // RFC 6886 §3.3: renewed halfway to expiry.
-  expect(Date.parse(p.renewAt!) - t0).toBeGreaterThanOrEqual(900);
-  expect(Date.parse(p.renewAt!) - t0).toBeLessThan(1500);
-  expect(Date.parse(p.expiresAt!) - t0).toBeGreaterThanOrEqual(1900);
+  // RFC 6886 §3.3: renewed halfway to expiry (1 s after the mapping, which was made between t0 and t1).
+  expect(Date.parse(p.renewAt!) - t0).toBeGreaterThanOrEqual(1000);
+  expect(Date.parse(p.renewAt!) - t1).toBeLessThanOrEqual(1000);
+  expect(Date.parse(p.expiresAt!) - t0).toBeGreaterThanOrEqual(2000);
+  expect(Date.parse(p.expiresAt!) - t1).toBeLessThanOrEqual(2000);
   expect(r.nextRunAt).toBe(p.renewAt);
-  const renewed = await until("the renewal", () => (mapper!.last !== r ? mapper!.last : null), 3000);
+  const renewed = await until("the renewal", () => (mapper!.last !== r ? mapper!.last : null));
   expect(renewed.trigger).toBe("renewal");
   expect(port(renewed, 587).renewal).toMatchObject({ trigger: "renewal", ok: true, detail: "NAT-PMP: mapped for 2 s" });
   expect(Date.parse(port(renewed, 587).renewAt!)).toBeGreaterThan(Date.parse(p.renewAt!));
@@ -137,8 +142,8 @@ test("a PCP ANNOUNCE (the router restarted) re-creates the lost mappings at once
   const t0 = performance.now();
   announce(pcpAnnounce(0));
   const after = await until("the re-created mappings", () => (mapper!.last !== first ? mapper!.last : null));
-  // Without the announcement the next run would have been in 30 minutes.
-  expect(performance.now() - t0).toBeLessThan(1000);
+  // Without the announcement the next run would have been in 30 minutes (seconds here: the machine may be loaded).
+  expect(performance.now() - t0).toBeLessThan(20_000);
   expect(Date.parse(first.nextRunAt!) - Date.now()).toBeGreaterThan(1700_000);
   expect(pmp.mappings.size).toBe(2);
   expect(after.trigger).toBe("router-restart");
@@ -190,9 +195,8 @@ test("without any announcement, the probe sees the epoch go back (§3.6) and re-
   mapper = new RouterPortMapper(config, opts({ lifetime: 3600, announcements: null, probeIntervalMs: 100 }), log);
   const first = await mapper.run();
   expect(mapper.announcementPort).toBeNull();
-  await Bun.sleep(250);
   // Probes ran (opcode 0) and changed nothing.
-  expect(pmp.requests.filter((q) => q.opcode === 0).length).toBeGreaterThanOrEqual(3);
+  await until("three probes", () => pmp!.requests.filter((q) => q.opcode === 0).length >= 3);
   expect(mapper.last).toBe(first);
   pmp.restart();
   const back = await until("the run after the restart", () => (mapper!.last !== first ? mapper!.last : null));
@@ -203,7 +207,8 @@ test("without any announcement, the probe sees the epoch go back (§3.6) and re-
 
 test("a renewal without an answer is reported as failed, keeps the expiry, and is retried sooner; the retry works again", async () => {
   pmp = await startFakeNatPmp();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 1, retryMs: 400, renewalTries: 2 }), log);
+  // 6 s: the failed renewal (at 3 s) ends well before the old mapping expires, even on a loaded machine.
+  mapper = new RouterPortMapper(config, opts({ lifetime: 6, retryMs: 400, renewalTries: 2 }), log);
   const first = await mapper.run();
   pmp.silent = true;
   const failed = await until("the failed renewal", () => (mapper!.last !== first ? mapper!.last : null));
@@ -213,8 +218,9 @@ test("a renewal without an answer is reported as failed, keeps the expiry, and i
   expect(p.renewal!.detail).toContain("the router keeps the old mapping until");
   expect(p.expiresAt).toBe(port(first, 587).expiresAt);
   expect(failed.events.at(-1)!.text).toBe("renewal (renewal at half the lifetime) lost 2 mapping(s)");
-  // The retry comes after retryMs, not never.
-  expect(Date.parse(failed.nextRunAt!) - Date.parse(failed.at)).toBeLessThan(1000);
+  // The retry comes after retryMs (scheduled when the failed run ended, before now), not never.
+  expect(Date.parse(failed.nextRunAt!) - Date.parse(failed.at)).toBeGreaterThanOrEqual(400);
+  expect(Date.parse(failed.nextRunAt!) - Date.now()).toBeLessThanOrEqual(400);
   pmp.silent = false;
   const again = await until("the retry", () => (mapper!.last !== failed && mapper!.last?.trigger === "retry" ? mapper!.last : null));
   expect(port(again, 587)).toMatchObject({ status: "mapped", renewal: { trigger: "retry", ok: true } });
@@ -258,7 +264,8 @@ test("this box restarting: a mapper started with the state marker renews the kep
     mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 10, retryMs: 300 }), log);
     const early = await until("the resumed run without an answer", () => mapper!.last);
     expect(port(early, 587).renewal).toMatchObject({ trigger: "resume", ok: false });
-    expect(Date.parse(early.nextRunAt!) - Date.parse(early.at)).toBeLessThan(1000);
+    expect(Date.parse(early.nextRunAt!) - Date.parse(early.at)).toBeGreaterThanOrEqual(300);
+    expect(Date.parse(early.nextRunAt!) - Date.now()).toBeLessThanOrEqual(300);
     expect(existsSync(join(dir.path, PORT_MAPPING_STATE))).toBe(true);
     pmp.silent = false;
     const retried = await until("the retry", () => (mapper!.last?.trigger === "retry" ? mapper!.last : null));
@@ -281,19 +288,25 @@ test("this box restarting: a mapper started with the state marker renews the kep
 
 test("a renewal towards a router that answered before retransmits 9 times, doubling from the first wait (RFC 6886 §3.1)", async () => {
   pmp = await startFakeNatPmp();
-  // The panel's own run asks twice at most; a renewal the full 9 times. 4 ms first wait: 4 × 511 ms ≈ 2 s in all.
-  const o = opts({ lifetime: 1, natpmpTries: 2, natpmpInitialRetryMs: 4 });
+  // The panel's own run asks 8 times at most (4 × 255 ms ≈ 1 s for the in-process fake to answer on a loaded
+  // machine); a renewal the full 9 times. 4 ms first wait: 4 × 511 ms ≈ 2 s in all.
+  const o = opts({ lifetime: 1, natpmpTries: 8, natpmpInitialRetryMs: 4 });
   delete o.renewalTries;
   mapper = new RouterPortMapper(config, o, log);
   const first = await mapper.run();
   pmp.silent = true;
   const from = pmp.heard.length;
-  const failed = await until("the failed renewal", () => (mapper!.last !== first ? mapper!.last : null), 6000);
+  const failed = await until("the failed renewal", () => (mapper!.last !== first ? mapper!.last : null));
   expect(failed).toMatchObject({ trigger: "renewal", natpmp: "no answer" });
   const sent = pmp.heard.slice(from);
   expect(sent.map((x) => x.opcode)).toEqual(Array(9).fill(0));
   const gaps = sent.slice(1).map((x, i) => x.at - sent[i]!.at);
-  // 4, 8, 16, ... 512 ms: each wait about twice the one before (timers are late, never early).
-  gaps.forEach((g, i) => expect(g).toBeGreaterThanOrEqual(4 * 2 ** i - 1));
-  expect(gaps.at(-1)!).toBeGreaterThanOrEqual(511);
+  // 4, 8, 16, ... 512 ms: each wait twice the one before. The client's timers are late, never early, but the
+  // fake notes when it reads a request: one read late on a loaded machine shortens the gap after it by as much
+  // (seen: 14.2 ms for the 16 ms wait). So each gap may be short by that read delay (up to JITTER), and the later
+  // gaps, which dwarf it, still show the doubling (462 > 256, 206 > 128).
+  const JITTER = 50;
+  gaps.forEach((g, i) => expect(g).toBeGreaterThanOrEqual(4 * 2 ** i - JITTER));
+  expect(gaps.at(-1)!).toBeGreaterThanOrEqual(512 - JITTER);
+  expect(sent.at(-1)!.at - sent[0]!.at).toBeGreaterThanOrEqual(4 * 255 - JITTER); // 4 + 8 + ... + 512
 });

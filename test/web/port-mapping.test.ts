@@ -50,6 +50,8 @@ function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
     natpmpPort: pmp?.port ?? silentPort,
     natpmpTries: 2,
     natpmpInitialRetryMs: 30,
+    // A router silent on 5351 costs one PCP wait first (RFC 6887 §8.1.1 IRT, 3 s on the device).
+    pcpInitialRetryMs: 30,
     ssdp: { address: "127.0.0.1", port: igd?.ssdpPort ?? silentPort },
     ssdpWaitMs: 200,
     ...over,
@@ -134,11 +136,22 @@ test("the mapper renews at half the shortest lifetime", async () => {
   pmp = await startFakeNatPmp();
   const m = new RouterPortMapper(config, opts({ lifetime: 1 }), log);
   try {
-    await m.run();
-    const first = pmp.requests.filter((q) => q.opcode === 2).length;
-    expect(first).toBe(6);
-    await Bun.sleep(800);
-    expect(pmp.requests.filter((q) => q.opcode === 2).length).toBeGreaterThanOrEqual(12);
+    const before = Date.now();
+    const r = await m.run();
+    const mappedAt = Date.now();
+    const maps = () => pmp!.requests.filter((q) => q.opcode === 2).length;
+    expect(maps()).toBe(6);
+    // RFC 6886 §3.3: the renewal is scheduled halfway to expiry (0.5 s of 1 s)...
+    expect(r.nextRunAt).not.toBeNull();
+    const renewIn = Date.parse(r.nextRunAt!);
+    expect(renewIn).toBeGreaterThanOrEqual(before + 500);
+    expect(renewIn).toBeLessThanOrEqual(mappedAt + 500);
+    // ...and runs then: never before, and (on a loaded machine, some time after) all six are renewed.
+    for (const deadline = Date.now() + 20_000; maps() < 12 && Date.now() < deadline; ) {
+      await Bun.sleep(10);
+      if (maps() > 6) expect(Date.now()).toBeGreaterThanOrEqual(before + 500);
+    }
+    expect(maps()).toBeGreaterThanOrEqual(12);
   } finally {
     m.close();
   }

@@ -26,11 +26,11 @@
  * Every packet is sent to one address and port given by the caller, and an
  * answer is accepted only from that address and port (§3.1): tests run a
  * fake router on 127.0.0.1, nothing else is ever contacted.
- * PCP (RFC 6887, NAT-PMP's successor on the same port) is not spoken: a PCP
- * server may also answer NAT-PMP (RFC 6887 Appendix A); a router that speaks
- * only PCP gets the manual forwarding instructions. miniupnpd, the daemon of
- * OpenWrt and many consumer routers, speaks both (it answers a PCP v2
- * ANNOUNCE and NAT-PMP v0 on 5351): test/port-mapping-real/ proves this
+ * PCP (RFC 6887, NAT-PMP's successor on the same port) is spoken by pcp/;
+ * the port mapper asks PCP first and comes here when the router answers
+ * PCP's version 2 with NAT-PMP's "unsupported version" (RFC 6887 §9) or not
+ * at all. miniupnpd, the daemon of OpenWrt and many consumer routers, speaks
+ * both (PCP v2 and NAT-PMP v0 on 5351): test/port-mapping-real/ proves this
  * client against it, including its refusals (result 2 for ports its
  * permission rules deny, result 3 when its WAN address is private).
  */

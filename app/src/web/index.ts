@@ -37,8 +37,8 @@
  *    our outgoing TLS results, pending DMARC evaluations, and the DMARC
  *    reporting suppression list.
  * 9. Router (port-mapping.ts, router-api.ts): the setup's Router step maps
- *    25, 465, 587, 993, 80 and 443 on the home router with NAT-PMP
- *    (natpmp/) or UPnP-IGD (upnp/) and says per port mapped / refused (the
+ *    25, 465, 587, 993, 80 and 443 on the home router with PCP (pcp/),
+ *    NAT-PMP (natpmp/) or UPnP-IGD (upnp/) and says per port mapped / refused (the
  *    router's words) / not tried, with manual instructions for the rest.
  * 10. Setup Host names (net.ts): besides letterbox.local, the router's DHCP
  *    name: "letterbox", with home-router suffixes and with the search

@@ -12,36 +12,54 @@
  * Mapping the ports:
  * 1. The gateway is the default route's (natpmp/gateway.ts, /proc/net/route);
  *    our LAN address is the one on the gateway's interface.
- * 2. NAT-PMP first (natpmp/, RFC 6886): if the gateway answers the external
- *    address request, each port is asked for; the router may refuse (many
- *    refuse ports below 1024) or offer another external port, which is no
- *    use for mail (other servers always connect to 25) and is given back.
- * 3. UPnP-IGD (upnp/) for every port NAT-PMP did not map: SSDP discovery
- *    (started alongside step 2, so a UPnP-only router costs the NAT-PMP
- *    timeout, not that plus the SSDP wait), then AddPortMapping; the
- *    router's UPnP error is kept per port.
+ * 2. PCP first (pcp/, RFC 6887), as the best clients do: a MAP request per
+ *    port, sent from our LAN address with that address inside (§5, §7.1),
+ *    with the mapping's nonce kept on disk (§11.1) so renewals after a
+ *    reboot of this box still match. The router may refuse (NOT_AUTHORIZED
+ *    and the other §7.4 codes, kept in the RFC's words) or assign another
+ *    external port, which is given back (lifetime 0, §15) as in step 3.
+ *    A router that speaks PCP is not asked NAT-PMP (the same server's older
+ *    interface, RFC 6887 §9).
+ * 3. NAT-PMP (natpmp/, RFC 6886) when PCP was not spoken: the router
+ *    answered UNSUPP_VERSION in version 0 (RFC 6887 §9: a NAT-PMP-only
+ *    server) or not at all. If the gateway answers the external address
+ *    request, each port is asked for; the router may refuse (many refuse
+ *    ports below 1024) or offer another external port, which is no use for
+ *    mail (other servers always connect to 25) and is given back.
+ *    UPnP-IGD (upnp/) then for every port PCP or NAT-PMP did not map: SSDP
+ *    discovery (started alongside, so a UPnP-only router costs the
+ *    PCP/NAT-PMP timeouts, not those plus the SSDP wait), then
+ *    AddPortMapping; the router's UPnP error is kept per port.
  * 4. Each port ends "mapped" (with how), "refused" (detail "not mapped:
  *    router refused (…)" with each protocol's answer in its own terms:
  *    NAT-PMP result code, UPnP error code), or "not tried" (no router
  *    protocol answered, or we do not listen on it); the page shows the
- *    manual forwarding instructions for every port that is not mapped.
- *    A router without a public address of its own (NAT-PMP result 3, an
+ *    manual forwarding instructions for every port that is not mapped;
+ *    `method` says which protocol made each mapping (pcp, nat-pmp, upnp).
+ *    A router without a public address of its own (PCP NETWORK_FAILURE,
+ *    NAT-PMP result 3, an
  *    empty GetExternalIPAddress, a private or carrier-grade NAT WAN address)
  *    is behind another NAT: the report warns that mapping on it cannot make
  *    the box reachable. Proven against miniupnpd in test/port-mapping-real/.
  * 5. Mappings have lifetimes: RouterPortMapper runs again at half the
- *    shortest one (RFC 6886 §3.3), with the full retransmission schedule of
- *    §3.1 (250 ms doubling, 9 tries) towards a router that spoke NAT-PMP
- *    before; a renewal that fails is retried sooner (1 min, doubling).
+ *    shortest one (RFC 6886 §3.3, RFC 6887 §11.2.1), with the full
+ *    retransmission schedule of RFC 6886 §3.1 (250 ms doubling, 9 tries)
+ *    towards a router that spoke NAT-PMP before, and more PCP tries
+ *    (RFC 6887 §8.1.1) towards one that spoke PCP; a renewal goes to the
+ *    protocol that answered last (a NAT-PMP router is not asked PCP again
+ *    until the admin asks for a new run); a renewal that fails is retried
+ *    sooner (1 min, doubling).
  *    Permanent UPnP leases are re-checked every 30 minutes: a router that
  *    restarts without keeping its leases has forgotten them, and the next
  *    tick re-adds them (asking GetSpecificPortMappingEntry first, so the
  *    panel can say the router had lost it).
  * 6. Routers restart: the NAT-PMP epoch going backwards in any answer
- *    (RFC 6886 §3.6), an announcement on 224.0.0.1:5350 of a restart (PCP
- *    ANNOUNCE, RFC 6887 §14.1.3) or of a new public address (§3.2.1), or a
- *    periodic external address probe revealing either, re-creates every
- *    mapping at once (§3.7) instead of at the next renewal.
+ *    (RFC 6886 §3.6), the PCP epoch failing the check of RFC 6887 §8.5, an
+ *    announcement on 224.0.0.1:5350 of a restart (PCP ANNOUNCE, RFC 6887
+ *    §14.1.3) or of a new public address (RFC 6886 §3.2.1), or a periodic
+ *    probe revealing either (NAT-PMP external address request, or PCP
+ *    ANNOUNCE request, RFC 6887 §14.1.1), re-creates every mapping at once
+ *    (RFC 6886 §3.7, RFC 6887 §8.5) instead of at the next renewal.
  * 7. The report says per mapping when it will be renewed and how its last
  *    renewal went; the panel's Router view shows it.
  * 8. This box restarts too (updates reboot it): while mappings are kept,
@@ -50,6 +68,7 @@
  *    not run out unrenewed.
  */
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { isIPv4 } from "node:net";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_ACME_CHALLENGE, type AcmeChallenge, type Config, type Listener } from "../config/types.ts";
@@ -69,6 +88,18 @@ import {
   type EpochVerdict,
 } from "../natpmp/index.ts";
 import { discoverIgd, IgdClient, loadIgd, SSDP_ADDRESS, SSDP_PORT, UpnpError, type SsdpTarget } from "../upnp/index.ts";
+import {
+  DEFAULT_MAX_TRIES as PCP_RENEWAL_TRIES,
+  NATPMP_VERSION,
+  NonceStore,
+  PCP_NONCE_FILE,
+  PcpClient,
+  PcpEpochTracker,
+  PcpRefused,
+  PcpTimeout,
+  PcpUnsupportedVersion,
+  RESULT_TEXT as PCP_RESULT_TEXT,
+} from "../pcp/index.ts";
 
 /** A port to forward, the listener service that answers it, and whether mail or certificates need it from the internet. */
 export interface ForwardedPort {
@@ -143,7 +174,8 @@ export interface PortResult {
   /** Our port it forwards to; null when no listener serves it. */
   internalPort: number | null;
   status: PortState;
-  method: "nat-pmp" | "upnp" | null;
+  /** The protocol that made the mapping. */
+  method: "pcp" | "nat-pmp" | "upnp" | null;
   /** Seconds; 0: permanent (UPnP); null unless mapped. */
   lifetime: number | null;
   /** What happened, in the router's own terms where it gave any. */
@@ -167,9 +199,16 @@ export interface PortMappingReport {
   lanAddress: string | null;
   externalAddress: string | null;
   natpmp: "answered" | "no answer" | "not tried";
+  /**
+   * PCP (RFC 6887): "not supported" when the router answered UNSUPP_VERSION
+   * (§9; NAT-PMP is then asked). Absent in reports made before PCP was spoken.
+   */
+  pcp?: "answered" | "no answer" | "not supported" | "not tried";
   upnp: "found" | "not found" | "not tried";
   /** The router's seconds since start of epoch in its last NAT-PMP answer (RFC 6886 §3.6), null without one. */
   natpmpEpoch: number | null;
+  /** The router's epoch time in its last PCP answer (RFC 6887 §8.5), null without one. */
+  pcpEpoch?: number | null;
   ports: PortResult[];
   /** Manual forwarding instructions, one per port not mapped; those for optional ports end in "(optional)". */
   manual: string[];
@@ -192,6 +231,20 @@ export interface PortMappingOptions {
   lanAddress?: (gateway: string) => string | null;
   /** Default 5351 (RFC 6886); tests point at a fake router. */
   natpmpPort?: number;
+  /** Speak PCP (RFC 6887) first; default true. False: NAT-PMP and UPnP only (tests of those paths, a router whose PCP misbehaves). */
+  pcp?: boolean;
+  /** Default: natpmpPort, else 5351 (RFC 6887 §19.1: PCP and NAT-PMP share the port). */
+  pcpPort?: number;
+  /** PCP requests sent before giving up on a router not known to speak PCP; default 1 (one 3 s wait, RFC 6887 §8.1.1 IRT). */
+  pcpTries?: number;
+  /** First PCP retransmission wait; default 3000 (RFC 6887 §8.1.1 IRT). */
+  pcpInitialRetryMs?: number;
+  /** Longest PCP wait; default 1024 s (RFC 6887 §8.1.1 MRT). */
+  pcpMaxRetryMs?: number;
+  /** Where the mapping nonces are kept (RFC 6887 §11.1); default: pcp-nonces.json in the data folder when it exists, else memory. */
+  pcpNonces?: NonceStore;
+  /** Called with the gateway's epoch in every PCP answer (RFC 6887 §8.5). */
+  onPcpEpoch?: (epoch: number, gateway: string) => void;
   natpmpTries?: number;
   natpmpInitialRetryMs?: number;
   /** Where SSDP searches go; default 239.255.255.250:1900. Tests: a fake responder on 127.0.0.1. */
@@ -218,6 +271,8 @@ export interface PortMappingOptions {
   probeIntervalMs?: number;
   /** RouterPortMapper: NAT-PMP tries in renewals towards a router that answered before; default 9 (RFC 6886 §3.1). */
   renewalTries?: number;
+  /** RouterPortMapper: PCP tries in renewals towards a router that answered PCP before; default 4 (3 + 6 + 12 + 24 s, RFC 6887 §8.1.1). */
+  pcpRenewalTries?: number;
   /** RouterPortMapper: re-check of permanent (lease 0) UPnP mappings; default 30 minutes. */
   permanentRecheckMs?: number;
   /** RouterPortMapper: first retry after a renewal that lost a mapping, doubling per failure up to 30 minutes; default 60 000. */
@@ -290,8 +345,10 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
     lanAddress: null,
     externalAddress: null,
     natpmp: "not tried",
+    pcp: "not tried",
     upnp: "not tried",
     natpmpEpoch: null,
+    pcpEpoch: null,
     ports: wanted.map((w) => ({
       ...w,
       status: "not-tried",
@@ -307,7 +364,7 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
     nextRunAt: null,
     events: [],
   };
-  const mapped = (p: PortResult, method: "nat-pmp" | "upnp", lifetime: number, detail: string) =>
+  const mapped = (p: PortResult, method: "pcp" | "nat-pmp" | "upnp", lifetime: number, detail: string) =>
     Object.assign(p, { status: "mapped", method, lifetime, detail, expiresAt: lifetime > 0 ? new Date(Date.now() + lifetime * 1000).toISOString() : null });
   /** Per port, why each protocol did not map it, in the router's own terms; `refused` when the router answered no (not a timeout or a network error). */
   const why = new Map<number, { text: string; refused: boolean }[]>();
@@ -333,55 +390,114 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
     return [];
   });
 
-  // NAT-PMP (RFC 6886).
-  try {
-    const pmp = new NatPmpClient({
-      gateway,
+  // PCP (RFC 6887) first: every port, from our LAN address (§5, §7.1). PCP here is IPv4 (NAT44) only.
+  if (o.pcp !== false && lan && isIPv4(lan) && isIPv4(gateway)) {
+    const nonces = o.pcpNonces ?? new NonceStore(existsSync(config.dataDir) ? join(config.dataDir, PCP_NONCE_FILE) : null);
+    const pcp = new PcpClient({
+      server: gateway,
+      clientAddress: lan,
+      port: o.pcpPort ?? o.natpmpPort ?? 5351,
+      maxTries: o.pcpTries ?? 1,
+      ...(o.pcpInitialRetryMs !== undefined ? { initialRetryMs: o.pcpInitialRetryMs } : {}),
+      ...(o.pcpMaxRetryMs !== undefined ? { maxRetryMs: o.pcpMaxRetryMs } : {}),
       onEpoch: (epoch) => {
-        report.natpmpEpoch = epoch;
-        o.onNatPmpEpoch?.(epoch, gateway);
+        report.pcpEpoch = epoch;
+        o.onPcpEpoch?.(epoch, gateway);
       },
-      ...(o.natpmpPort !== undefined ? { port: o.natpmpPort } : {}),
-      ...(o.natpmpTries !== undefined ? { tries: o.natpmpTries } : {}),
-      ...(o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: o.natpmpInitialRetryMs } : {}),
     });
-    let ext: Awaited<ReturnType<NatPmpClient["externalAddress"]>> | null = null;
-    try {
-      ext = await pmp.externalAddress();
-    } catch (e) {
-      if (!(e instanceof NatPmpRefused)) throw e;
-      // RFC 6886 §3.5: the router speaks NAT-PMP but answers no (3: it has no
-      // public address, e.g. double NAT). Mapping requests would get the same
-      // answer (miniupnpd gives 3 to every one): ask none, say why per port.
-      report.natpmp = "answered";
-      for (const p of open()) fail(p, `NAT-PMP result ${e.resultCode}: ${RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
-      if (e.resultCode === 3) noPublicAddress = "NAT-PMP result 3, network failure";
-    }
-    if (ext) {
-      report.natpmp = "answered";
-      report.externalAddress = ext.address;
-      for (const p of open()) {
-        try {
-          const m = await pmp.map("tcp", p.internalPort!, p.port, lifetime);
-          if (m.externalPort === p.port) {
-            mapped(p, "nat-pmp", m.lifetime, `NAT-PMP: mapped for ${m.lifetime} s`);
-          } else {
-            // RFC 6886 §3.3: the router chose another port; mail needs this one, so give it back.
-            fail(p, `NAT-PMP: the router offered external port ${m.externalPort} instead of ${p.port}`, true);
-            await pmp.unmap("tcp", p.internalPort!).catch(() => undefined);
-          }
-        } catch (e) {
-          if (e instanceof NatPmpRefused) fail(p, `NAT-PMP result ${e.resultCode}: ${RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
-          else fail(p, `NAT-PMP: ${(e as Error).message}`, false);
+    const ports = open();
+    for (const [i, p] of ports.entries()) {
+      const nonce = nonces.get("tcp", p.internalPort!);
+      try {
+        const m = await pcp.map({ protocol: "tcp", internalPort: p.internalPort!, suggestedExternalPort: p.port, lifetime, nonce });
+        report.pcp = "answered";
+        if (report.externalAddress === null && m.externalAddress !== "0.0.0.0") report.externalAddress = m.externalAddress;
+        if (m.externalPort === p.port) {
+          mapped(p, "pcp", m.lifetime, `PCP: mapped for ${m.lifetime} s`);
+        } else {
+          // RFC 6887 §11.4: the router assigned another port; mail needs this one, so give it back (§15: lifetime 0, same nonce).
+          fail(p, `PCP: the router assigned external port ${m.externalPort} instead of ${p.port}`, true);
+          await pcp.unmap({ protocol: "tcp", internalPort: p.internalPort!, nonce }).catch(() => undefined);
         }
+      } catch (e) {
+        if (e instanceof PcpUnsupportedVersion) {
+          // RFC 6887 §9: version 0 is a NAT-PMP server; another version we do not speak. NAT-PMP is asked next either way.
+          report.pcp = "not supported";
+          if (e.version !== NATPMP_VERSION) log.info("port mapping: the router speaks another PCP version", { gateway, version: e.version });
+          break;
+        }
+        if (e instanceof PcpRefused) {
+          report.pcp = "answered";
+          fail(p, `PCP ${e.resultName}: ${PCP_RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
+          // RFC 6887 §7.4 NETWORK_FAILURE: miniupnpd answers it when its WAN address is not public.
+          if (e.resultName === "NETWORK_FAILURE" && noPublicAddress === null) noPublicAddress = "PCP NETWORK_FAILURE";
+          continue;
+        }
+        if (report.pcp !== "answered") {
+          // No answer to the first request: the router does not speak PCP (or 5351 is closed); NAT-PMP is asked next.
+          report.pcp = "no answer";
+          if (!(e instanceof PcpTimeout)) log.warn("port mapping: PCP failed", { err: e as Error, gateway });
+          break;
+        }
+        // The router answered before and went quiet: the rest would only wait as long; UPnP gets them.
+        for (const q of ports.slice(i)) fail(q, e instanceof PcpTimeout ? "PCP: no answer from the router" : `PCP: ${(e as Error).message}`, false);
+        break;
       }
     }
-  } catch (e) {
-    report.natpmp = "no answer";
-    if (!(e instanceof NatPmpTimeout)) log.warn("port mapping: NAT-PMP failed", { err: e as Error, gateway });
   }
 
-  // UPnP-IGD for what NAT-PMP did not map.
+  // NAT-PMP (RFC 6886) when the router does not speak PCP (RFC 6887 §9), and when PCP mapped nothing: the same
+  // router's NAT-PMP may say why (miniupnpd answers PCP NO_RESOURCES but NAT-PMP result 3 when it has no public address).
+  if (report.pcp !== "answered" || !report.ports.some((p) => p.method === "pcp")) {
+    try {
+      const pmp = new NatPmpClient({
+        gateway,
+        onEpoch: (epoch) => {
+          report.natpmpEpoch = epoch;
+          o.onNatPmpEpoch?.(epoch, gateway);
+        },
+        ...(o.natpmpPort !== undefined ? { port: o.natpmpPort } : {}),
+        ...(o.natpmpTries !== undefined ? { tries: o.natpmpTries } : {}),
+        ...(o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: o.natpmpInitialRetryMs } : {}),
+      });
+      let ext: Awaited<ReturnType<NatPmpClient["externalAddress"]>> | null = null;
+      try {
+        ext = await pmp.externalAddress();
+      } catch (e) {
+        if (!(e instanceof NatPmpRefused)) throw e;
+        // RFC 6886 §3.5: the router speaks NAT-PMP but answers no (3: it has no
+        // public address, e.g. double NAT). Mapping requests would get the same
+        // answer (miniupnpd gives 3 to every one): ask none, say why per port.
+        report.natpmp = "answered";
+        for (const p of open()) fail(p, `NAT-PMP result ${e.resultCode}: ${RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
+        if (e.resultCode === 3) noPublicAddress = "NAT-PMP result 3, network failure";
+      }
+      if (ext) {
+        report.natpmp = "answered";
+        if (report.externalAddress === null) report.externalAddress = ext.address;
+        for (const p of open()) {
+          try {
+            const m = await pmp.map("tcp", p.internalPort!, p.port, lifetime);
+            if (m.externalPort === p.port) {
+              mapped(p, "nat-pmp", m.lifetime, `NAT-PMP: mapped for ${m.lifetime} s`);
+            } else {
+              // RFC 6886 §3.3: the router chose another port; mail needs this one, so give it back.
+              fail(p, `NAT-PMP: the router offered external port ${m.externalPort} instead of ${p.port}`, true);
+              await pmp.unmap("tcp", p.internalPort!).catch(() => undefined);
+            }
+          } catch (e) {
+            if (e instanceof NatPmpRefused) fail(p, `NAT-PMP result ${e.resultCode}: ${RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
+            else fail(p, `NAT-PMP: ${(e as Error).message}`, false);
+          }
+        }
+      }
+    } catch (e) {
+      report.natpmp = "no answer";
+      if (!(e instanceof NatPmpTimeout)) log.warn("port mapping: NAT-PMP failed", { err: e as Error, gateway });
+    }
+  }
+
+  // UPnP-IGD for what PCP or NAT-PMP did not map.
   if (open().length === 0) {
     stopSsdp.abort();
     await discovery;
@@ -440,7 +556,7 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   }
   report.manual = manualInstructions(report.ports, lan);
   const count = (s: PortState) => report.ports.filter((p) => p.status === s).map((p) => p.port).join(",") || "none";
-  log.info("port mapping", { gateway, natpmp: report.natpmp, upnp: report.upnp, mapped: count("mapped"), refused: count("refused"), notTried: count("not-tried") });
+  log.info("port mapping", { gateway, pcp: report.pcp, natpmp: report.natpmp, upnp: report.upnp, mapped: count("mapped"), refused: count("refused"), notTried: count("not-tried") });
   return report;
 }
 
@@ -486,11 +602,13 @@ export class RouterPortMapper {
   private again: RunTrigger | null = null;
   private listener: { gateway: string; l: AnnouncementListener } | null = null;
   private listening: Promise<void> | null = null;
-  /** RFC 6886 §3.6 references: the NAT-PMP epoch and the PCP epoch of `epochGateway`. */
+  /** The references of RFC 6886 §3.6 (NAT-PMP epoch) and RFC 6887 §8.5 (PCP epoch) of `epochGateway`. */
   private readonly natpmpEpochs = new EpochTracker();
-  private readonly pcpEpochs = new EpochTracker();
+  private readonly pcpEpochs = new PcpEpochTracker();
+  /** The PCP mapping nonces (RFC 6887 §11.1), the same for every run; on disk when the data folder exists at the first run. */
+  private nonceStore: NonceStore | null = null;
   private epochGateway: string | null = null;
-  /** NAT-PMP answers seen in the current run (a reset after the first means mappings made earlier in the run were lost). */
+  /** NAT-PMP and PCP answers seen in the current run (a reset after the first means mappings made earlier in the run were lost). */
   private answersThisRun = 0;
   private consecutiveFailures = 0;
   private readonly events: { at: string; text: string }[] = [];
@@ -575,12 +693,29 @@ export class RouterPortMapper {
     // RFC 6886 §3.1: a client renewing with a router that answered before retransmits up to 9 times.
     const renewing = prev !== null && trigger !== "request" && prev.natpmp === "answered";
     const tries = renewing ? (this.o.renewalTries ?? MAX_TRIES) : this.o.natpmpTries;
+    // RFC 6887 §8.1.1: towards a router that spoke PCP, a renewal retransmits more (3, 6, 12, 24 s).
+    const pcpRenewing = prev !== null && trigger !== "request" && prev.pcp === "answered";
+    const pcpTries = pcpRenewing ? (this.o.pcpRenewalTries ?? PCP_RENEWAL_TRIES) : this.o.pcpTries;
+    // RFC 6887 §9: a router that answered NAT-PMP and not PCP keeps being asked NAT-PMP until the admin asks for a new run.
+    const natpmpOnly = prev !== null && trigger !== "request" && prev.natpmp === "answered" && prev.pcp !== "answered";
+    // Made once: a store replaced later would hand out new nonces, which a strict server refuses for existing mappings (§11.3).
+    this.nonceStore ??= new NonceStore(existsSync(this.config.dataDir) ? join(this.config.dataDir, PCP_NONCE_FILE) : null);
     this.answersThisRun = 0;
     const run = mapRouterPorts(
       this.config,
       {
         ...this.o,
         ...(tries !== undefined ? { natpmpTries: tries } : {}),
+        ...(pcpTries !== undefined ? { pcpTries } : {}),
+        ...(natpmpOnly ? { pcp: false } : {}),
+        pcpNonces: this.o.pcpNonces ?? this.nonceStore,
+        onPcpEpoch: (epoch, gateway) => {
+          this.answersThisRun++;
+          if (this.observe("pcp", epoch, gateway) === "reset") {
+            this.event(`the router restarted (PCP epoch ${epoch} s, RFC 6887 §8.5): its mappings were lost`);
+            if (this.answersThisRun > 1) this.again ??= "router-restart";
+          }
+        },
         boundPorts: this.boundPorts,
         previous: prev,
         onNatPmpEpoch: (epoch, gateway) => {
@@ -691,7 +826,7 @@ export class RouterPortMapper {
     this.timer.unref?.();
   }
 
-  /** Keep the announcement listener on the current gateway, and the NAT-PMP probe running while the router speaks it. */
+  /** Keep the announcement listener on the current gateway, and the NAT-PMP or PCP probe running while the router speaks one. */
   private watch(r: PortMappingReport): void {
     if (this.closed || !r.gateway) return;
     const gateway = r.gateway;
@@ -710,13 +845,17 @@ export class RouterPortMapper {
     if (this.probeTimer) clearTimeout(this.probeTimer);
     this.probeTimer = null;
     const every = this.o.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
-    if (every > 0 && r.natpmp === "answered") {
+    if (every > 0 && (r.natpmp === "answered" || r.pcp === "answered")) {
       this.probeTimer = setTimeout(() => void this.probe(gateway), every);
       this.probeTimer.unref?.();
     }
   }
 
-  /** RFC 6886 §3.6: ask the router's address; its epoch tells whether it restarted since the last answer. */
+  /**
+   * RFC 6886 §3.6: ask the router's address; its epoch tells whether it
+   * restarted since the last answer. A PCP router is sent an ANNOUNCE
+   * request instead (RFC 6887 §14.1.1), whose epoch is checked by §8.5.
+   */
   private async probe(gateway: string): Promise<void> {
     this.probeTimer = null;
     if (this.closed) return;
@@ -727,6 +866,28 @@ export class RouterPortMapper {
     }
     let verdict: EpochVerdict | null = null;
     let address: string | null = null;
+    const last0 = this.lastReport;
+    if (last0?.pcp === "answered" && last0.lanAddress) {
+      try {
+        const pcp = new PcpClient({
+          server: gateway,
+          clientAddress: last0.lanAddress,
+          port: this.o.pcpPort ?? this.o.natpmpPort ?? 5351,
+          maxTries: this.o.pcpTries ?? 1,
+          ...(this.o.pcpInitialRetryMs !== undefined ? { initialRetryMs: this.o.pcpInitialRetryMs } : {}),
+          onEpoch: (epoch) => (verdict = this.observe("pcp", epoch, gateway)),
+        });
+        await pcp.announce();
+      } catch {
+        // No answer or a refusal: the next renewal says what is wrong.
+      }
+      if (this.closed) return;
+      if (verdict === "reset") {
+        this.event("the router restarted (its PCP epoch failed the check of RFC 6887 §8.5): re-creating the mappings");
+        void this.run("router-restart");
+      } else if (this.lastReport) this.watch(this.lastReport);
+      return;
+    }
     try {
       const pmp = new NatPmpClient({
         gateway,
