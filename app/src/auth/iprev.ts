@@ -6,7 +6,7 @@
 import { DnsError } from "../dns/error.ts";
 import { reverseName } from "../dns/name.ts";
 import type { DnsResult, RRType } from "../dns/types.ts";
-import { parseIp, inNetwork } from "../spf/ip.ts";
+import { parseIp, inNetwork } from "../net/ip.ts";
 
 export interface IprevDns {
   lookup<T extends RRType>(name: string, type: T): Promise<DnsResult<T>>;

@@ -8,7 +8,7 @@
  */
 import { DnsError } from "../dns/error.ts";
 import type { DnsResult, RRType } from "../dns/types.ts";
-import { inNetwork, ipDotted, ipText, parseIp, reverseDomain, type Ip } from "./ip.ts";
+import { inNetwork, ipDotted, ipText, parseIp, reverseDomain, type Ip } from "../net/ip.ts";
 import { expandMacroString, MacroSyntaxError, parseMacroString, truncateDomain, type MacroString, type MacroValues } from "./macro.ts";
 import { isSpfRecord, parseSpfRecord, SpfSyntaxError, type Mechanism, type Qualifier, type SpfRecord } from "./record.ts";
 

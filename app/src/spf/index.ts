@@ -36,5 +36,5 @@ export { parseSpfRecord, isSpfRecord, SpfSyntaxError } from "./record.ts";
 export type { SpfRecord, Mechanism, Qualifier } from "./record.ts";
 export { parseMacroString, expandMacroString, MacroSyntaxError } from "./macro.ts";
 export type { MacroString, MacroValues } from "./macro.ts";
-export { parseIp, inNetwork, ipText, reverseDomain } from "./ip.ts";
-export type { Ip } from "./ip.ts";
+export { parseIp, inNetwork, ipText, reverseDomain } from "../net/ip.ts";
+export type { Ip } from "../net/ip.ts";

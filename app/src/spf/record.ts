@@ -5,7 +5,7 @@
  * record, check_host() returns immediately with the result 'permerror'").
  */
 import { endsWithMacro, MacroSyntaxError, parseMacroString, type MacroString } from "./macro.ts";
-import { parseIp, type Ip } from "./ip.ts";
+import { parseIp, type Ip } from "../net/ip.ts";
 
 /** §4.6.2: "+" pass, "-" fail, "~" softfail, "?" neutral; "+" when absent. */
 export type Qualifier = "+" | "-" | "~" | "?";

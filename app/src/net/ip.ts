@@ -1,6 +1,8 @@
 /**
- * IP addresses as SPF needs them: parsed into octets for CIDR matching
- * (RFC 7208 §5.6), and written out for the "i" and "c" macros (§7.3).
+ * IP addresses as octets: parsed for CIDR matching (SPF, RFC 7208 §5.6;
+ * iprev), written out for SPF's "i" and "c" macros (§7.3) and as RFC 5952
+ * text, and as the 16 octets of protocols that carry every address as IPv6
+ * (PCP, RFC 6887 §5: IPv4 as IPv4-mapped IPv6).
  */
 import { isIPv4, isIPv6 } from "node:net";
 
@@ -20,10 +22,7 @@ export function parseIp(s: string): Ip | null {
   if (isIPv4(s)) return { family: 4, bytes: parseV4(s) };
   if (!isIPv6(s)) return null;
   const b = parseV6(s);
-  if (!b) return null;
-  const mapped = b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-  if (mapped) return { family: 4, bytes: b.slice(12) };
-  return { family: 6, bytes: b };
+  return b ? ipFromOctets16(b) : null;
 }
 
 function parseV4(s: string): Uint8Array {
@@ -54,6 +53,23 @@ function parseV6(s: string): Uint8Array | null {
     out[2 * i + 1] = g & 0xff;
   });
   return out;
+}
+
+/** The 16 octets of an address: IPv6 as is, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d, RFC 4291 §2.5.5.2). */
+export function ipOctets16(ip: Ip): Uint8Array {
+  if (ip.family === 6) return ip.bytes.slice();
+  const out = new Uint8Array(16);
+  out[10] = 0xff;
+  out[11] = 0xff;
+  out.set(ip.bytes, 12);
+  return out;
+}
+
+/** The address in 16 octets (ipOctets16's inverse): an IPv4-mapped one is the IPv4 address it carries. */
+export function ipFromOctets16(b: Uint8Array): Ip {
+  if (b.length !== 16) throw new RangeError(`an IPv6 address is 16 octets, not ${b.length}`);
+  const mapped = b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  return mapped ? { family: 4, bytes: b.slice(12) } : { family: 6, bytes: b.slice() };
 }
 
 /** Whether `a` and `b` (same family) agree on their first `prefix` bits (RFC 7208 §5.6 CIDR). */
