@@ -25,8 +25,7 @@
  *    files: `composeMessageToFile` writes the message into a spool file,
  *    base64 encoded chunk by chunk (memory: one chunk, whatever the size;
  *    the sender signs and queues from that file, test/web/webmail-rss.test.ts
- *    measures it); `composeMessageFromFiles` builds it into one buffer of
- *    exactly its size instead.
+ *    measures it).
  * 7. `replyRecipients` computes who a reply (to all) goes to (RFC 5322
  *    §3.6.3), and `webmailReceived` the trace field a webmail submission
  *    gets (RFC 5321 §4.4, "with HTTPS"/"with HTTP": see there why).
@@ -351,66 +350,8 @@ function base64Into(src: Uint8Array, n: number, out: Uint8Array, at: number): nu
 const READ_CHUNK = 57 * 1024;
 
 /**
- * Build the message with attachments read from files, streaming: the size
- * of the result is computed first, one buffer of exactly that size is
- * filled as each file is read READ_CHUNK octets at a time, so the memory
- * used is the message itself plus one chunk (never a base64 string of a
- * whole file, nor copies of the message). Throws ComposeError when a file
- * is not the size it was uploaded with.
- */
-export async function composeMessageFromFiles(m: ComposeInput, files: readonly FileAttachment[]): Promise<{ data: Uint8Array; smtputf8: boolean }> {
-  const l = layout(m, files);
-  const enc = new TextEncoder();
-  const strings = [l.head, l.first, ...l.partHeads, l.last].map((s) => enc.encode(s));
-  let total = strings.reduce((n, b) => n + b.length, 0);
-  for (const f of files) total += encodedPartSize(f.size);
-  const out = new Uint8Array(total);
-  let at = 0;
-  const put = (b: Uint8Array) => {
-    out.set(b, at);
-    at += b.length;
-  };
-  put(strings[0]!);
-  put(strings[1]!);
-  const chunk = new Uint8Array(READ_CHUNK);
-  for (let i = 0; i < files.length; i++) {
-    const f = files[i]!;
-    put(strings[2 + i]!);
-    const fh = await open(f.path, "r");
-    try {
-      let read = 0;
-      for (;;) {
-        // Fill the chunk fully (short reads happen) so lines break only at chunk ends.
-        let n = 0;
-        while (n < READ_CHUNK) {
-          const r = await fh.read(chunk, n, READ_CHUNK - n, null);
-          if (r.bytesRead === 0) break;
-          n += r.bytesRead;
-        }
-        if (n === 0) break;
-        read += n;
-        if (read > f.size) throw new ComposeError(`attachment ${f.name} changed while sending`);
-        at = base64Into(chunk, n, out, at);
-        if (n < READ_CHUNK) break;
-      }
-      if (read !== f.size) throw new ComposeError(`attachment ${f.name} changed while sending`);
-      // An empty file still has its (empty) line and CRLF.
-      if (f.size === 0) {
-        out[at++] = 13;
-        out[at++] = 10;
-      }
-    } finally {
-      await fh.close();
-    }
-  }
-  put(strings[strings.length - 1]!);
-  if (at !== total) throw new ComposeError(`message size mismatch: ${at} of ${total} octets`);
-  return { data: out, smtputf8: l.smtputf8 };
-}
-
-/**
- * Write the message (as composeMessageFromFiles builds it, octet for
- * octet) to a new file at `path` (0600), reading each attachment file
+ * Write the message (as composeMessage would build it with the files'
+ * octets) to a new file at `path` (0600), reading each attachment file
  * READ_CHUNK octets at a time and writing as it goes: memory is a few
  * chunks, never the message. Not fsynced: the file is a spool that the
  * queue copies durably (store/queue.ts) and the store stores from. Returns
