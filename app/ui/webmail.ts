@@ -337,7 +337,12 @@ export function startWebmail(app: HTMLElement): void {
     await loadMailboxes();
     if (view !== "list") return;
     if (query) return void (await runSearch(query));
-    page = await listPage(current, offset);
+    const [mailboxId, from, wasThreaded] = [current, offset, threaded];
+    const next = await listPage(mailboxId, from);
+    // A message opened (or another mailbox, page or search shown) while the page was asked for stays: a late
+    // refresh must not put the list back over it.
+    if (view !== "list" || current !== mailboxId || offset !== from || threaded !== wasThreaded || query !== "") return;
+    page = next;
     renderList();
   };
 
@@ -345,6 +350,8 @@ export function startWebmail(app: HTMLElement): void {
     query = q;
     view = "list";
     const r = await api.call<{ items: ListItem[] }>("search", { query: q });
+    // Likewise: a message opened, or another search or list shown, while this search ran stays.
+    if (view !== "list" || query !== q) return;
     page = { mailbox: { id: current, name: "", specialUse: null }, total: r.items.length, offset: 0, items: r.items };
     renderMailboxes();
     renderList();

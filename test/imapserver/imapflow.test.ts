@@ -59,8 +59,8 @@ test("imapflow: list, append, fetch, search, flags, move, idle, compress", async
       const exists = new Promise<number>((resolve) => client.on("exists", (d: { count: number }) => resolve(d.count)));
       const idle = client.idle();
       await Bun.sleep(50);
-      const t0 = performance.now();
       const { createTransport } = await import("nodemailer");
+      const t0 = performance.now();
       await createTransport({ host: "127.0.0.1", port: h.smtpPort!, secure: false, ignoreTLS: true }).sendMail({
         from: "x@remote.example",
         to: USER,

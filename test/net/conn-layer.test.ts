@@ -77,9 +77,10 @@ test("COMPRESS=DEFLATE layer: input is inflated before onData, output deflated w
   const plainLen = c.received.length;
   const deflater = createDeflateRaw({ windowBits: 15 });
   await c.write(await deflateOnce(deflater, "a1 NOOP\r\n"));
-  // The reply is decodable without waiting for more: Z_SYNC_FLUSH after each write.
-  await until(() => c.received.length > plainLen, "a compressed reply");
-  await sleep(50);
+  // The reply is decodable without waiting for more: Z_SYNC_FLUSH after each write, which ends in the empty
+  // stored block 00 00 ff ff (RFC 1951 §3.2.4): waited for, so the whole flushed reply is here.
+  const syncFlushed = () => c.received.length > plainLen + 4 && c.received.subarray(-4).equals(Buffer.from([0, 0, 0xff, 0xff]));
+  await until(syncFlushed, "a compressed reply");
   expect((await inflateAll(c.received.subarray(plainLen))).toString()).toBe("ECHO a1 NOOP\r\n");
   expect(s.conns[0]!.conn.compressed).toBe(true);
   expect(Buffer.concat(s.conns[0]!.rec.chunks).toString()).toBe("a1 NOOP\r\n");

@@ -109,7 +109,7 @@ async function send(c: RawClient, mailFrom: string, rcpts: string[], subject: st
   return c.reply();
 }
 
-async function until(what: string, f: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+async function until(what: string, f: () => Promise<boolean> | boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await f())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

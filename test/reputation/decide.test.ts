@@ -106,7 +106,7 @@ test("inconclusive reputation: DNSBL listing files into Junk; the Bayesian filte
   try {
     await withTempStore(async (store) => {
       const acc = await store.addAccount("me@letterbox.example", "pw-123456");
-      const resolver = new Resolver({ servers: [{ host: dns.host, port: dns.port }], timeoutMs: 500, attempts: 1 });
+      const resolver = new Resolver({ servers: [{ host: dns.host, port: dns.port }], timeoutMs: 5000, attempts: 1 });
       const f = new IncomingFilter({ store, resolver, dnsblZones: ["bl.example", "down.example"], log: new Logger(), firstTimeDelayMs: DELAY });
       const listed = await f.decide({ accountId: acc.id, message: mail("<a@new.example>", "hello"), verdicts: verdicts({ ip: "203.0.113.66", mailFrom: "a@new.example", spf: "pass" }) });
       expect(listed).toMatchObject({ mailbox: "\\Junk", junk: true, step: "dnsbl", delayMs: DELAY });

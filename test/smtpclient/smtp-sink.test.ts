@@ -38,7 +38,7 @@ function opts(): ClientOptions {
 }
 
 async function waitForDump(dump: string, needle: string): Promise<string> {
-  for (let i = 0; i < 100; i++) {
+  for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
     if (existsSync(dump)) {
       const t = readFileSync(dump, "latin1");
       if (t.includes(needle)) return t;

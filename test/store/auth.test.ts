@@ -29,11 +29,12 @@ test("unknown logins cost an argon2id verification too (no user enumeration by t
     };
     const known: number[] = [];
     const unknown: number[] = [];
-    for (let i = 0; i < 3; i++) {
+    // Interleaved, and the median of 7: a load spike on a busy machine moves one sample, not the median.
+    for (let i = 0; i < 7; i++) {
       known.push(await time("me@example.org"));
       unknown.push(await time(`nobody${i}@example.org`));
     }
-    const median = (xs: number[]) => xs.sort((p, q) => p - q)[1]!;
+    const median = (xs: number[]) => xs.sort((p, q) => p - q)[3]!;
     // Without the dummy verification an unknown login would take well under a millisecond.
     expect(median(unknown)).toBeGreaterThan(median(known) * 0.4);
     expect(median(unknown)).toBeGreaterThan(5);

@@ -85,3 +85,17 @@ test("backup while deliveries run gives a copy that verifies and opens", async (
     cleanup();
   }
 });
+
+test("verifyData on an open store leaves its statements as they were: deliveries after it still get ids", async () => {
+  await withTempStore(async (store) => {
+    const a = await store.addAccount("me@example.org", "pw");
+    // First: no id block is taken yet, so the delivery below reads next_message_id (id-blocks.ts) after the check
+    // read the same counter as a 64-bit integer (bun:sqlite caches db.query statements by their SQL text).
+    expect(await store.verifyData()).toEqual([]);
+    const [first] = await store.deliver({ data: message("after verify"), targets: [{ accountId: a.id }] });
+    expect(typeof first!.messageId).toBe("number");
+    expect(await store.verifyData()).toEqual([]);
+    const [second] = await store.deliver({ data: message("after a second verify"), targets: [{ accountId: a.id }] });
+    expect(second!.messageId).toBeGreaterThan(first!.messageId);
+  });
+});

@@ -77,13 +77,34 @@ test("startWatchdog pings at half the interval while alive, and stops", async ()
   const path = join(dir.path, "wd.sock");
   const s = await listener(path);
   let alive = true;
-  const stop = startWatchdog(() => alive, { NOTIFY_SOCKET: path, WATCHDOG_USEC: "200000" });
-  const got = await received(s, 3);
-  expect(got.slice(0, 3)).toEqual(["WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1"]);
-  alive = false;
-  await Bun.sleep(150);
-  const before = (await received(s, 0)).length;
-  await Bun.sleep(400);
-  expect((await received(s, 0)).length).toBe(before);
-  stop();
+  let deadTicks = 0;
+  const stop = startWatchdog(
+    () => {
+      if (!alive) deadTicks++;
+      return alive;
+    },
+    { NOTIFY_SOCKET: path, WATCHDOG_USEC: "200000" },
+  );
+  try {
+    const got = await received(s, 3);
+    expect(got.slice(0, 3)).toEqual(["WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1"]);
+    alive = false;
+    // A tick has seen the process unhealthy; then a marker goes behind every ping sent so far (one receiving
+    // socket: datagrams are read in the order they were sent), and once it is read nothing may follow it.
+    for (const deadline = Date.now() + 20_000; deadTicks === 0 && Date.now() < deadline; ) await Bun.sleep(10);
+    expect(deadTicks).toBeGreaterThan(0);
+    expect(await sdNotify("MARK=1", { NOTIFY_SOCKET: path })).toBe(true);
+    const marked = async () => {
+      for (const deadline = Date.now() + 20_000; ; await Bun.sleep(20)) {
+        const all = await received(s, 0);
+        if (all.includes("MARK=1") || Date.now() > deadline) return all;
+      }
+    };
+    const before = await marked();
+    expect(before.at(-1)).toBe("MARK=1");
+    await Bun.sleep(400); // two intervals: a watchdog that still pinged would have by now
+    expect(await received(s, 0)).toEqual(before);
+  } finally {
+    stop();
+  }
 });

@@ -295,7 +295,7 @@ describe("progress", () => {
       apply: { statusFile: true, sourceName: "the-url", progressMs: 20, logEveryMs: 50 },
       during: async (run) => {
         const dev = run.d.device();
-        for (let i = 0; i < 100 && !(seen && seen.position === stallAt); i++) {
+        for (const deadline = Date.now() + 20_000; !(seen && seen.position === stallAt) && Date.now() < deadline; ) {
           await Bun.sleep(20);
           seen = (await updateStatus(dev)).running;
         }

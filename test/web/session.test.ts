@@ -1,5 +1,5 @@
 /** Sessions, CSRF, logout, expiry, password change and login rate limits (shared/seeds/000). */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, setSystemTime, test } from "bun:test";
 import { WebStore } from "../../app/src/store/web.ts";
 import { LoginRateLimiter, ipKey } from "../../app/src/web/ratelimit.ts";
 import { Client, startWeb, type WebHarness } from "./harness.ts";
@@ -151,14 +151,24 @@ describe("lifecycle", () => {
     const w = await setup({ sessions: { lifetimeMs: 600, touchGranularityMs: 0 } });
     const c = new Client(w.http);
     const csrf = await c.login("/admin/", ADMIN_PW);
-    // Used every 300 ms for 1.2 s: twice the lifetime, still alive.
-    for (let i = 0; i < 4; i++) {
-      await Bun.sleep(300);
+    // The clock is set, not slept on: a loaded machine must not stretch a gap past the lifetime.
+    const t0 = Date.now();
+    try {
+      // Used every 300 ms for 1.2 s: twice the lifetime, still alive.
+      for (let i = 1; i <= 4; i++) {
+        setSystemTime(new Date(t0 + i * 300));
+        expect((await c.api("/admin/", "overview", {}, { csrf })).status).toBe(200);
+      }
+      // 599 ms idle: still alive (and extended again).
+      setSystemTime(new Date(t0 + 1200 + 599));
       expect((await c.api("/admin/", "overview", {}, { csrf })).status).toBe(200);
+      // 600 ms idle: expired.
+      setSystemTime(new Date(t0 + 1799 + 600));
+      const r = await c.api("/admin/", "overview", {}, { csrf });
+      expect(r.body).toEqual({ code: "user:badAuth", message: "session expired or unknown, log in again" });
+    } finally {
+      setSystemTime();
     }
-    await Bun.sleep(900);
-    const r = await c.api("/admin/", "overview", {}, { csrf });
-    expect(r.body).toEqual({ code: "user:badAuth", message: "session expired or unknown, log in again" });
   });
 
   test("a password change ends the user's other sessions and keeps the current one (admin and account)", async () => {

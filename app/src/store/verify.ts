@@ -81,9 +81,16 @@ interface Snapshot {
 function snapshot(db: Database): Snapshot {
   return db.transaction(() => {
     const q = (sql: string) => {
-      const s = db.query(sql);
-      s.safeIntegers(true);
-      return s.all() as Record<string, bigint | string | null>[];
+      // A statement of its own (prepare, not db.query): bun:sqlite caches db.query statements by their SQL text,
+      // and safeIntegers on a cached one would make every other reader of the same SQL get bigints (id-blocks.ts
+      // reads next_message_id as a number: after a check on an open store, its next block failed to allocate).
+      const s = db.prepare(sql);
+      try {
+        s.safeIntegers(true);
+        return s.all() as Record<string, bigint | string | null>[];
+      } finally {
+        s.finalize();
+      }
     };
     const n = (v: unknown) => Number(v);
     const accounts = q("SELECT id, name, name_key, used_bytes, modseq FROM accounts").map((r) => ({

@@ -56,13 +56,22 @@ function deliveredTo(rcpt: string): string[] {
 }
 
 /**
+ * This test's message for `rcpt` (by its subject) in Postfix's maildir. The
+ * world is shared by every test in this file, in any order (bun test
+ * --randomize): another test may have delivered to the same mailbox.
+ */
+function deliveredWith(rcpt: string, subject: string): string[] {
+  return deliveredTo(rcpt).filter((m) => m.includes(`\nSubject: ${subject}\n`));
+}
+
+/**
  * Waits until Postfix has put a message with `subject` for `rcpt` into its
  * maildir (its 250 comes before its own local delivery), and returns them.
  */
 async function waitDelivered(rcpt: string, subject: string, timeoutMs = 15_000): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const got = deliveredTo(rcpt).filter((m) => m.includes(`\nSubject: ${subject}\n`));
+    const got = deliveredWith(rcpt, subject);
     if (got.length > 0 || Date.now() > deadline) return got;
     await Bun.sleep(50);
   }
@@ -114,7 +123,7 @@ t("DANE mismatch: TLSA of another key: not delivered, TLS report failure recorde
     expect(r).not.toBeNull();
     expect(r!.attempts).toBe(1);
     expect(r!.lastError).toMatch(/DANE verification failed: dane-no-match/);
-    expect(deliveredTo(rcpt)).toEqual([]);
+    expect(deliveredWith(rcpt, "dane mismatch")).toEqual([]);
     const tls = await a.call<TlsReportEvent[]>({ op: "tls" });
     expect(tls.length).toBe(1);
     expect(tls[0]).toMatchObject({ domain: DOMAINS.badTlsa, host: `mx.${DOMAINS.badTlsa}`, dane: true });
@@ -143,7 +152,7 @@ t("DANE mismatch: TLSA of another key: not delivered, TLS report failure recorde
     await a.call({ op: "run" });
     const r2 = await a.call<QueuedRecipientJson | null>({ op: "recipient", id: sub.recipientIds[0]! });
     expect(r2!.attempts).toBe(2);
-    expect(deliveredTo(rcpt)).toEqual([]);
+    expect(deliveredWith(rcpt, "dane mismatch")).toEqual([]);
     expect((await a.call<TlsReportEvent[]>({ op: "tls" })).length).toBe(2);
     expect(await a.call<string[]>({ op: "inbox" })).toEqual([]);
   });
@@ -179,7 +188,7 @@ t("REQUIRETLS to Postfix (which has no REQUIRETLS): not sent, the sender gets a 
   const sub = await a.call<{ recipientIds: number[] }>({ op: "submit", to: [rcpt], subject: "requiretls", requiretls: true });
   await a.call({ op: "run" });
   await explain(a, async () => {
-    expect(deliveredTo(rcpt)).toEqual([]);
+    expect(deliveredWith(rcpt, "requiretls")).toEqual([]);
     expect(world!.postfix.log()).not.toContain(`to=<${rcpt}>`);
     // RFC 8689 §4.2.1: no MX offers REQUIRETLS: the message is returned as undeliverable (5.7.30).
     expect(await a.call<QueuedRecipientJson | null>({ op: "recipient", id: sub.recipientIds[0]! })).toBeNull();
@@ -216,7 +225,7 @@ t("smarthost with a wrong password: Postfix refuses AUTH (535), nothing relayed,
   await a.call({ op: "run" });
   await explain(a, async () => {
     await world!.postfix.waitForLog(/SASL \S+ authentication failed/);
-    expect(deliveredTo(rcpt)).toEqual([]);
+    expect(deliveredWith(rcpt, "wrong password")).toEqual([]);
     // Our credentials are wrong, not the message: retried later (Postfix's smtp_sasl_auth_soft_bounce), no DSN yet.
     const r = await a.call<QueuedRecipientJson | null>({ op: "recipient", id: sub.recipientIds[0]! });
     expect(r).not.toBeNull();
@@ -238,7 +247,7 @@ t("a 4xx then a 2xx: Postfix answers 451 to RCPT, the queue retries and delivers
       expect(r).not.toBeNull();
       expect(r!.attempts).toBe(1);
       expect(r!.lastError).toMatch(/^451 4\.3\.0 .*please try again later/);
-      expect(deliveredTo(rcpt)).toEqual([]);
+      expect(deliveredWith(rcpt, "tempfail then ok")).toEqual([]);
       // Not due yet: nothing is attempted before the backoff has passed.
       expect(await a.call<{ attempts: number }>({ op: "run" })).toEqual({ attempts: 0 });
     });
