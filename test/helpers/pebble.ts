@@ -142,7 +142,9 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
     await server.kill();
   };
   try {
+    // Both listeners: pebble opens the management port after the ACME one.
     await waitForPort(acmePort);
+    await waitForPort(mgmtPort);
     const root = await fetch(`https://127.0.0.1:${mgmtPort}/roots/0`, { tls: { ca: cert.certPem } });
     const rootPem = await root.text();
     if (root.status !== 200) throw new Error(`pebble management /roots/0 answered ${root.status}: ${rootPem.slice(0, 200)}`);
