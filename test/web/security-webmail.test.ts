@@ -72,7 +72,7 @@ const WITH_PART = [
 ].join("\r\n");
 
 function stateOf(accountId: number, id: number) {
-  return store.db.query("SELECT mailbox_id, flags, expunged FROM messages WHERE id = ? AND account_id = ?").get(id, accountId);
+  return store.db.query("SELECT mailbox_id, flags, keywords, expunged FROM messages WHERE id = ? AND account_id = ?").get(id, accountId);
 }
 
 describe("IDOR: account A names account B's ids", () => {
@@ -99,6 +99,10 @@ describe("IDOR: account A names account B's ids", () => {
       ["deleteDraft", { id: bMsg.id }],
       ["junk", { ids: [bMsg.id], junk: true }],
       ["junk", { ids: [aMsg.id, bMsg.id], junk: true }],
+      ["conversations", { mailboxId: bMsg.mailboxId }],
+      ["conversation", { id: bMsg.id }],
+      ["send", { to: A, subject: "leak", text: "x", forwardOfId: bMsg.id }],
+      ["saveDraft", { to: A, subject: "leak", text: "x", forwardOfId: bMsg.id }],
     ];
     for (const [method, params] of calls) {
       const r = await a.api("/account/", method, params, { csrf: acsrf });
