@@ -2,7 +2,9 @@
  * Power cut at every step of an update, on the simulated device.
  *
  * The scenario is the whole cycle: apply the bundle (every environment save,
- * state-file write, rename, directory fsync and slot write is a step),
+ * state-file write, rename, directory fsync and slot write is a step, and so
+ * is every page-cache window call: the slots are written in 2048-octet
+ * windows, so cuts fall before and after each writeback start and drop),
  * reboot, the boot script's saveenv, the health check's commit. For each
  * step k the scenario is run on a fresh device with the power cut before
  * step k; then the device is powered on again, with no more cuts, until it
@@ -30,7 +32,7 @@ const kinds: Record<string, SimRelease> = {
 };
 
 function newDevice(mode: CrashMode, redundantEnv: boolean, next: SimRelease): SimDevice {
-  const d = new SimDevice({ mode, redundantEnv, keys: [key.trusted], partitionSizes: SIZES, releases: [v1, next], writeSize: 1024 });
+  const d = new SimDevice({ mode, redundantEnv, keys: [key.trusted], partitionSizes: SIZES, releases: [v1, next], writeSize: 1024, windowSize: 2048 });
   d.flash(v1);
   return d;
 }

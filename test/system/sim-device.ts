@@ -18,6 +18,12 @@
  *    the chosen slot if its partitions hold a complete known release.
  * 4. `SimDevice.bootUntilStable()` then runs what letterbox-health.service
  *    runs (`commitBoot`), rebooting when told to, until a healthy slot runs.
+ * 5. The page cache of written files is modelled too (written octets are
+ *    cached until `dropCache`; `peakCached` keeps the most ever cached per
+ *    path). `startWriteback` and `dropCache` are steps a cut can come before,
+ *    and they make nothing durable: sync_file_range(2) writes no metadata and
+ *    flushes no device cache, so a cut after them loses what a cut before
+ *    them loses.
  */
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
@@ -39,6 +45,14 @@ interface Inode {
   pending: Op[];
   /** A block device: fixed size, writes past the end fail. */
   fixedSize: number | null;
+  /** Octet i is in the page cache when cached[i] is 1 (written since its last drop). */
+  cached: Uint8Array;
+}
+
+function countCached(c: Uint8Array): number {
+  let n = 0;
+  for (const b of c) n += b;
+  return n;
 }
 
 function applyOp(content: Uint8Array, op: Op, fixedSize: number | null): Uint8Array {
@@ -75,6 +89,8 @@ export class SimDisk implements SystemIo {
   /** What each step was, for failure messages. */
   readonly trace: string[] = [];
   private inFlight: { ino: number; op: Op } | null = null;
+  /** Per path: the most octets of it ever in the page cache at once. */
+  readonly peakCached = new Map<string, number>();
 
   constructor(public mode: CrashMode = "lose") {}
 
@@ -100,7 +116,7 @@ export class SimDisk implements SystemIo {
     const ino = this.nextIno++;
     const d = new Uint8Array(fixedSize ?? data.length);
     d.set(data.subarray(0, d.length));
-    this.inodes.set(ino, { durable: d, pending: [], fixedSize });
+    this.inodes.set(ino, { durable: d, pending: [], fixedSize, cached: new Uint8Array(0) });
     this.names.set(path, ino);
     this.durableNames.set(path, ino);
   }
@@ -121,6 +137,7 @@ export class SimDisk implements SystemIo {
         }
       }
       n.pending = [];
+      n.cached = new Uint8Array(0);
     }
     if (this.mode === "torn" && this.inFlight) {
       const n = this.inodes.get(this.inFlight.ino)!;
@@ -151,7 +168,7 @@ export class SimDisk implements SystemIo {
     if (ino === undefined) {
       if (!opts.create) throw Object.assign(new Error(`ENOENT: ${path}`), { code: "ENOENT" });
       ino = this.nextIno++;
-      this.inodes.set(ino, { durable: new Uint8Array(0), pending: [], fixedSize: null });
+      this.inodes.set(ino, { durable: new Uint8Array(0), pending: [], fixedSize: null, cached: new Uint8Array(0) });
       this.names.set(path, ino);
     }
     if (opts.truncate) this.inodes.get(ino)!.pending.push({ kind: "truncate" });
@@ -166,6 +183,30 @@ export class SimDisk implements SystemIo {
     this.inFlight = null;
     if (n.fixedSize !== null && position + data.length > n.fixedSize) throw Object.assign(new Error(`ENOSPC: ${h.path}`), { code: "ENOSPC" });
     n.pending.push(op);
+    const end = position + data.length;
+    if (n.cached.length < end) {
+      const c = new Uint8Array(end);
+      c.set(n.cached);
+      n.cached = c;
+    }
+    n.cached.fill(1, position, end);
+    this.peakCached.set(h.path, Math.max(this.peakCached.get(h.path) ?? 0, countCached(n.cached)));
+  }
+  /** Octets of `path` in the modelled page cache now. */
+  cachedOctets(path: string): number {
+    const ino = this.names.get(path);
+    return ino === undefined ? 0 : countCached(this.inodes.get(ino)!.cached);
+  }
+  async startWriteback(h: WriteHandle, offset: number, length: number): Promise<void> {
+    // Starting writeback promises nothing: a cut after it keeps what a cut before it keeps.
+    this.step(`writeback ${h.path} @${offset} +${length}`);
+  }
+  async dropCache(h: WriteHandle, offset: number, length: number): Promise<"dropped"> {
+    // Written to the device but maybe only into its volatile cache: still not durable (only fsync is).
+    this.step(`drop ${h.path} @${offset} +${length}`);
+    const n = this.inodes.get((h as SimHandle).ino)!;
+    n.cached.fill(0, offset, Math.min(offset + length, n.cached.length));
+    return "dropped";
   }
   async fsync(h: WriteHandle): Promise<void> {
     this.step(`fsync ${h.path}`);
@@ -265,6 +306,8 @@ export interface SimDeviceOptions {
   partitionSizes: Record<string, number>;
   releases: SimRelease[];
   writeSize?: number;
+  /** Octets per page-cache window of slot writes (UpdateDevice.windowSize). */
+  windowSize?: number;
   now?: () => Date;
 }
 
@@ -317,6 +360,7 @@ export class SimDevice {
       stateDir: this.stateDir,
       now: this.opts.now,
       writeSize: this.opts.writeSize,
+      windowSize: this.opts.windowSize,
     };
   }
 

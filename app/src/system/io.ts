@@ -15,10 +15,16 @@
  *    (`writeFileAtomic`).
  * 2. A block device (or a file standing for one) is written in place and
  *    fsynced before anything refers to its new content.
+ * 3. A large write (a slot image) goes in windows: `startWriteback` of each
+ *    window once written, `dropCache` of the one before it, so the page cache
+ *    never holds more than about two windows of it (page-cache.ts). Neither
+ *    call is a durability point: the simulated disk keeps nothing more for
+ *    them, and rule 2's fsync still comes before anything refers to the data.
  */
 import * as fsp from "node:fs/promises";
 import { constants as fsConstants, type Stats } from "node:fs";
 import { dirname, basename, join } from "node:path";
+import { PageCacheError, startWriteback, writeAndDrop } from "./page-cache.ts";
 
 /** An open file for writing. */
 export interface WriteHandle {
@@ -39,6 +45,21 @@ export interface SystemIo {
   write(h: WriteHandle, data: Uint8Array, position: number): Promise<void>;
   /** Makes the written data durable (fsync(2)). */
   fsync(h: WriteHandle): Promise<void>;
+  /**
+   * Starts writing [offset, offset + length) back to the device without
+   * waiting (sync_file_range(2) SYNC_FILE_RANGE_WRITE); a no-op where that
+   * cannot be done. Makes nothing durable.
+   */
+  startWriteback(h: WriteHandle, offset: number, length: number): Promise<void>;
+  /**
+   * Waits until [offset, offset + length) has been written to the device and
+   * drops it from the page cache (sync_file_range(2) with both waits, then
+   * posix_fadvise(2) POSIX_FADV_DONTNEED): "dropped". Where the page cache
+   * cannot be controlled, fdatasync(2)s the file instead (dirty data stays
+   * bounded, the clean pages are left to the kernel): "synced". Either way
+   * nothing is promised durable: only `fsync` is the durability point.
+   */
+  dropCache(h: WriteHandle, offset: number, length: number): Promise<"dropped" | "synced">;
   close(h: WriteHandle): Promise<void>;
   /** rename(2): atomic replacement; durable after `fsyncDir` of the directory. */
   rename(from: string, to: string): Promise<void>;
@@ -134,6 +155,25 @@ export const nodeSystemIo: SystemIo = {
   },
   async fsync(h) {
     await nodeHandle(h).fh.sync();
+  },
+  async startWriteback(h, offset, length) {
+    try {
+      startWriteback(nodeHandle(h).fh.fd, offset, length);
+    } catch (e) {
+      // Only a head start for dropCache: where it cannot be used, dropCache does the work.
+      if (!(e instanceof PageCacheError && e.unsupported)) throw e;
+    }
+  },
+  async dropCache(h, offset, length) {
+    const fh = nodeHandle(h).fh;
+    try {
+      writeAndDrop(fh.fd, offset, length);
+      return "dropped";
+    } catch (e) {
+      if (!(e instanceof PageCacheError && e.unsupported)) throw e;
+    }
+    await fh.datasync();
+    return "synced";
   },
   async close(h) {
     await nodeHandle(h).fh.close();

@@ -12,8 +12,10 @@
  *  2. boot env: drop T from BOOT_ORDER, T tries 0. From here T's content may
  *     be garbage and the boot script never picks it;
  *  3. state: pending {T, version, phase "writing"};
- *  4. stream each image into T's partition, hashing while writing; compare
- *     size and sha256 at its end; fsync. A mismatch or a short bundle stops
+ *  4. stream each image into T's partition, hashing while writing, in
+ *     windows that are written back and dropped from the page cache as it
+ *     goes (page-cache.ts; not durable, only bounded); compare size and
+ *     sha256 at its end; fsync. A mismatch or a short bundle stops
  *     here: T stays out of BOOT_ORDER. A download that drops or stalls
  *     resumes where it was (download.ts); one that has to start over from
  *     octet 0 restarts the image being written from its first octet, after
@@ -44,7 +46,7 @@ import { MAX_TRIES, TRIAL_TRIES, otherSlot, type BootControl, type BootState, ty
 import { BodyRestarted, BundleReader, type ChunkSource } from "./bundle.ts";
 import { HttpDownload, RateMeter, formatProgress, formatRate, type DownloadSnapshot } from "./download.ts";
 import { UpdateError } from "./errors.ts";
-import type { SystemIo } from "./io.ts";
+import type { SystemIo, WriteHandle } from "./io.ts";
 import type { TrustedKey } from "./keys.ts";
 import { checkManifest, type Manifest } from "./manifest.ts";
 import type { SlotLayout } from "./slots.ts";
@@ -52,6 +54,13 @@ import { readState, writeState, type LastResult, type UpdateState } from "./stat
 
 /** Default size of one write to a slot: 1 MiB, a multiple of every erase block size we meet. */
 export const DEFAULT_WRITE_SIZE = 1 << 20;
+
+/**
+ * Default window of slot writes between page-cache flushes (page-cache.ts):
+ * 16 MiB, so at most about 32 MiB of an image is dirty or cached at once
+ * (letterbox-update.service has MemoryMax=512M on a 1 GB board).
+ */
+export const DEFAULT_WINDOW_SIZE = 16 << 20;
 
 export interface UpdateDevice {
   io: SystemIo;
@@ -68,6 +77,8 @@ export interface UpdateDevice {
   log?: Logger;
   /** Octets per write to a slot (tests use small ones so power can be cut between many writes). */
   writeSize?: number;
+  /** Octets written to a slot before their writeback is started and the window before is dropped from the cache. */
+  windowSize?: number;
 }
 
 export interface ApplyOutcome {
@@ -92,12 +103,70 @@ async function recordLast(dev: UpdateDevice, last: LastResult, change?: (s: Upda
   }
 }
 
+/**
+ * The windows of one image being written (page-cache.ts): once a window of
+ * `windowSize` octets is written its writeback starts, and the window before
+ * it is waited for and dropped from the page cache. Makes nothing durable.
+ */
+class SlotWindows {
+  /** Where the window being filled starts. */
+  private start = 0;
+  /** The window written before it, which the device is writing back. */
+  private previous: { start: number; end: number } | null = null;
+  private warned = false;
+
+  constructor(
+    private readonly dev: UpdateDevice,
+    private readonly h: WriteHandle,
+    private readonly image: string,
+    private readonly windowSize: number,
+  ) {}
+
+  /** The image is written up to `pos`: ends the window when it is full. */
+  async written(pos: number): Promise<void> {
+    if (pos - this.start >= this.windowSize) await this.endWindow(pos);
+  }
+
+  /** Everything written up to `pos` is written back and out of the cache; the next write starts a window at 0. */
+  async flushAll(pos: number): Promise<void> {
+    if (pos > this.start) await this.endWindow(pos);
+    if (this.previous) await this.drop(this.previous.start, this.previous.end);
+    this.previous = null;
+    this.start = 0;
+  }
+
+  private async endWindow(end: number): Promise<void> {
+    await this.dev.io.startWriteback(this.h, this.start, end - this.start);
+    if (this.previous) await this.drop(this.previous.start, this.previous.end);
+    this.previous = { start: this.start, end };
+    this.start = end;
+  }
+
+  private async drop(start: number, end: number): Promise<void> {
+    const how = await this.dev.io.dropCache(this.h, start, end - start);
+    if (how === "synced" && !this.warned) {
+      this.warned = true;
+      this.dev.log?.warn("cannot drop the slot writes from the page cache here; syncing each window instead", { image: this.image });
+    }
+  }
+}
+
+/**
+ * Streams image `name` into `path`, hashing as it writes, in windows of
+ * `windowSize` octets: each window's writeback is started once it is
+ * written, and the window before it is waited for and dropped from the page
+ * cache (page-cache.ts), so at most about two windows are ever dirty or
+ * cached. Resolves only after size and sha256 match the manifest and the
+ * whole image is fsynced; the windows make nothing durable before that.
+ */
 async function writeImage(dev: UpdateDevice, reader: BundleReader, name: string, path: string, size: number, sha256: string, progress: ApplyProgress): Promise<void> {
   const { io } = dev;
   const writeSize = dev.writeSize ?? DEFAULT_WRITE_SIZE;
+  const windowSize = dev.windowSize ?? DEFAULT_WINDOW_SIZE;
   const buf = new Uint8Array(writeSize);
   progress.image = name;
   const h = await io.open(path, { create: false, truncate: false });
+  const windows = new SlotWindows(dev, h, name, windowSize);
   try {
     let chunks = reader.image(name);
     for (;;) {
@@ -118,12 +187,15 @@ async function writeImage(dev: UpdateDevice, reader: BundleReader, name: string,
               await io.write(h, buf, pos);
               pos += fill;
               fill = 0;
+              await windows.written(pos);
             }
           }
         }
       } catch (e) {
         if (!(e instanceof BodyRestarted)) throw e;
         dev.log?.warn("image starts again from its first octet", { image: name, was_at: pos + fill, reason: e.message });
+        // The pass so far leaves the cache too; the next pass writes its windows from octet 0.
+        await windows.flushAll(pos);
         chunks = await reader.restartImage(name);
         continue;
       }
@@ -134,6 +206,8 @@ async function writeImage(dev: UpdateDevice, reader: BundleReader, name: string,
       if (pos !== size) throw new UpdateError("truncated", `image ${name}: ${pos} of ${size} octets`);
       const got = hash.digest("hex");
       if (got !== sha256) throw new UpdateError("hash-mismatch", `image ${name}: sha256 ${got}, manifest says ${sha256}`);
+      // The last (partial) window and the one before it leave the cache too; then the one durability point.
+      await windows.flushAll(pos);
       break;
     }
     await io.fsync(h);
