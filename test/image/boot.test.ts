@@ -399,6 +399,12 @@ ${journal}`);
   expect(running!.source).toBe(url);
   // The request was taken (removed) and the unit ended well.
   expect((await sshUntilOk(sshKey, vm.sshPort, "ls /data/letterbox/update/; systemctl show -p Result --value letterbox-update.service", 60_000)).trim()).toBe("success");
+  // Its memory, page cache included (cgroup memory.peak): the slot writes drop each window from
+  // the cache once written (system/page-cache.ts), so the unit stays far below MemoryMax=512M
+  // (before that it reached the cap with the 840 MiB root image).
+  const peak = (await sshUntilOk(sshKey, vm.sshPort, "systemctl show -p MemoryPeak --value letterbox-update.service", 60_000)).trim();
+  console.log(`boot test: letterbox-update.service MemoryPeak ${/^\d+$/.test(peak) ? `${(Number(peak) / 2 ** 20).toFixed(1)} MiB` : peak}`);
+  if (/^\d+$/.test(peak)) expect(Number(peak)).toBeLessThan(384 * 2 ** 20);
 
   // The server's side: one GET of the whole bundle, then one ranged GET per interruption (the
   // three planned; any drop of the tunnel itself would add one), each from where the guest had
