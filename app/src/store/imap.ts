@@ -22,6 +22,7 @@
  * 6. Subscriptions (RFC 9051 §6.3.7) are names, independent of mailboxes.
  */
 import type { Database } from "bun:sqlite";
+import { bigQuery } from "./big-query.ts";
 import { unlink } from "node:fs/promises";
 import { StoreError, type SpecialUse } from "./api.ts";
 import { FLAG_DELETED, FLAG_SEEN } from "./flags.ts";
@@ -120,22 +121,19 @@ export class ImapStore {
 
   /** Live messages of a mailbox in UID order. */
   loadMessages(mailboxId: number): MessageState[] {
-    const q = this.db.query(`SELECT ${STATE_COLS} FROM messages WHERE mailbox_id = ? AND expunged = 0 ORDER BY uid`);
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, `SELECT ${STATE_COLS} FROM messages WHERE mailbox_id = ? AND expunged = 0 ORDER BY uid`);
     return (q.all(mailboxId) as RawRow[]).map(toState);
   }
 
   /** Rows of a mailbox with MODSEQ above `modseq` (tombstones included), in UID order. */
   changesSince(mailboxId: number, modseq: bigint): ChangedMessage[] {
-    const q = this.db.query(`SELECT ${STATE_COLS}, expunged FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`);
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, `SELECT ${STATE_COLS}, expunged FROM messages WHERE mailbox_id = ? AND modseq > ? ORDER BY uid`);
     return (q.all(mailboxId, modseq) as RawRow[]).map((r) => ({ ...toState(r), expunged: Number(r.expunged) !== 0 }));
   }
 
   /** UIDs expunged with a MODSEQ above `modseq` (QRESYNC VANISHED (EARLIER), RFC 7162 §3.2.5.2). */
   vanishedSince(mailboxId: number, modseq: bigint): number[] {
-    const q = this.db.query("SELECT uid FROM messages WHERE mailbox_id = ? AND expunged = 1 AND modseq > ? ORDER BY uid");
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, "SELECT uid FROM messages WHERE mailbox_id = ? AND expunged = 1 AND modseq > ? ORDER BY uid");
     return (q.all(mailboxId, modseq) as { uid: bigint }[]).map((r) => Number(r.uid));
   }
 
@@ -190,8 +188,7 @@ export class ImapStore {
 
   /** Take the next MODSEQ of an account (inside a transaction). */
   private nextModseq(accountId: number): bigint {
-    const q = this.db.query("UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq");
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, "UPDATE accounts SET modseq = modseq + 1 WHERE id = ? RETURNING modseq");
     const r = q.get(accountId) as { modseq: bigint } | null;
     if (!r) throw new StoreError("notFound", `no account ${accountId}`);
     return r.modseq;
@@ -217,8 +214,7 @@ export class ImapStore {
     const kwLower = new Map(keywords.map((k) => [k.toLowerCase(), k]));
     this.db
       .transaction(() => {
-        const sel = this.db.query(`SELECT ${STATE_COLS} FROM messages WHERE mailbox_id = ? AND uid = ? AND expunged = 0`);
-        sel.safeIntegers(true);
+        const sel = bigQuery(this.db, `SELECT ${STATE_COLS} FROM messages WHERE mailbox_id = ? AND uid = ? AND expunged = 0`);
         const upd = this.db.query("UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE id = ?");
         let modseq = 0n;
         let unseenDelta = 0;
@@ -275,8 +271,7 @@ export class ImapStore {
     let modseq = 0n;
     this.db
       .transaction(() => {
-        const q = this.db.query("SELECT id, uid, size, flags FROM messages WHERE mailbox_id = ? AND expunged = 0 AND (flags & ?) != 0 ORDER BY uid");
-        q.safeIntegers(true);
+        const q = bigQuery(this.db, "SELECT id, uid, size, flags FROM messages WHERE mailbox_id = ? AND expunged = 0 AND (flags & ?) != 0 ORDER BY uid");
         const rows = (q.all(mailboxId, FLAG_DELETED) as { id: bigint; uid: bigint; size: bigint; flags: bigint }[]).map((r) => ({
           id: Number(r.id),
           uid: Number(r.uid),
@@ -334,8 +329,7 @@ export class ImapStore {
    * RFC 4315 §3) and the target's UIDVALIDITY.
    */
   async copy(accountId: number, fromMailboxId: number, uids: readonly number[], toMailboxId: number): Promise<{ from: number[]; to: number[]; uidValidity: number }> {
-    const sel = this.db.query(`SELECT ${STATE_COLS}, structure, envelope, preview FROM messages WHERE mailbox_id = ? AND uid = ? AND expunged = 0`);
-    sel.safeIntegers(true);
+    const sel = bigQuery(this.db, `SELECT ${STATE_COLS}, structure, envelope, preview FROM messages WHERE mailbox_id = ? AND uid = ? AND expunged = 0`);
     const items: { id: number; size: number; bits: number; keywords: string[]; receivedAt: number; meta: MessageMeta; uid: number }[] = [];
     for (const uid of uids) {
       const r = sel.get(fromMailboxId, uid) as (RawRow & { structure: string | null; envelope: string | null; preview: string | null }) | null;
@@ -361,8 +355,7 @@ export class ImapStore {
     if (fromMailboxId === toMailboxId) throw new StoreError("invalid", "source and target mailbox are the same");
     this.db
       .transaction(() => {
-        const sel = this.db.query(`SELECT ${STATE_COLS}, createseq FROM messages WHERE mailbox_id = ? AND uid = ? AND expunged = 0`);
-        sel.safeIntegers(true);
+        const sel = bigQuery(this.db, `SELECT ${STATE_COLS}, createseq FROM messages WHERE mailbox_id = ? AND uid = ? AND expunged = 0`);
         const rows: (MessageState & { createseq: bigint })[] = [];
         for (const uid of uids) {
           const r = sel.get(fromMailboxId, uid) as (RawRow & { createseq: bigint }) | null;

@@ -3,6 +3,7 @@
  * SQLite index and a tree of message files. See index.ts for the flow.
  */
 import type { Database, Statement } from "bun:sqlite";
+import { bigQuery } from "./big-query.ts";
 import { link, unlink } from "node:fs/promises";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -685,8 +686,7 @@ export class Store implements StoreApi {
   }
 
   listMailboxes(accountId: number): Mailbox[] {
-    const q = this.db.query("SELECT * FROM mailboxes WHERE account_id = ? ORDER BY special_use = '\\Inbox' DESC, name");
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, "SELECT * FROM mailboxes WHERE account_id = ? ORDER BY special_use = '\\Inbox' DESC, name");
     return (q.all(accountId) as MailboxRow[]).map(toMailbox);
   }
 
@@ -730,8 +730,7 @@ export class Store implements StoreApi {
 
   /** Messages of a mailbox by UID; expunged ones only when asked. */
   listMessages(mailboxId: number, opts: { includeExpunged?: boolean } = {}): MessageInfo[] {
-    const q = this.db.query(`SELECT * FROM messages WHERE mailbox_id = ? ${opts.includeExpunged ? "" : "AND expunged = 0"} ORDER BY uid`);
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, `SELECT * FROM messages WHERE mailbox_id = ? ${opts.includeExpunged ? "" : "AND expunged = 0"} ORDER BY uid`);
     return (q.all(mailboxId) as MessageRow[]).map(toMessage);
   }
 
@@ -1027,13 +1026,12 @@ export class Store implements StoreApi {
     const ok = batch.filter((j) => !j.error);
     if (ok.length > 0) {
       try {
-        const acc = this.db.query("UPDATE accounts SET modseq = modseq + 1, used_bytes = used_bytes + ? WHERE id = ? RETURNING modseq, used_bytes, quota_bytes");
-        acc.safeIntegers(true);
-        const mb = this.db.query(
+        const acc = bigQuery(this.db, "UPDATE accounts SET modseq = modseq + 1, used_bytes = used_bytes + ? WHERE id = ? RETURNING modseq, used_bytes, quota_bytes");
+        const mb = bigQuery(
+          this.db,
           `UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = ?, message_count = message_count + 1, unseen_count = unseen_count + ?,
              deleted_count = deleted_count + ?, size_bytes = size_bytes + ? WHERE id = ? AND account_id = ? RETURNING uidnext - 1 AS uid`,
         );
-        mb.safeIntegers(true);
         const msg = this.db.query(
           `INSERT INTO messages (id, account_id, mailbox_id, uid, modseq, createseq, size, received_at, flags, keywords, structure, envelope, preview, saved_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

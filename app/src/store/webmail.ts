@@ -12,6 +12,7 @@
  * messages of an account with a given Message-ID.
  */
 import type { Database } from "bun:sqlite";
+import { bigQuery } from "./big-query.ts";
 import { STATE_COLS, toState, type MessageState, type RawRow } from "./imap.ts";
 
 /** A live message of an account, located. */
@@ -53,8 +54,7 @@ export class WebmailStore {
 
   /** The live (not expunged) message `id` of the account, or null: ids of other accounts are never found. */
   message(accountId: number, id: number): WebmailMessage | null {
-    const q = this.db.query(`SELECT ${COLS} FROM messages WHERE id = ? AND account_id = ? AND expunged = 0`);
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, `SELECT ${COLS} FROM messages WHERE id = ? AND account_id = ? AND expunged = 0`);
     const r = q.get(id, accountId) as Row | null;
     return r ? toMessage(r) : null;
   }
@@ -65,10 +65,10 @@ export class WebmailStore {
    */
   page(mailboxId: number, offset: number, limit: number): { total: number; rows: WebmailListRow[] } {
     const total = this.db.query("SELECT COUNT(*) AS n FROM messages WHERE mailbox_id = ? AND expunged = 0").get(mailboxId) as { n: number };
-    const q = this.db.query(
+    const q = bigQuery(
+      this.db,
       `SELECT ${COLS}, envelope, preview, structure FROM messages WHERE mailbox_id = ? AND expunged = 0 ORDER BY received_at DESC, uid DESC LIMIT ? OFFSET ?`,
     );
-    q.safeIntegers(true);
     const rows = (q.all(mailboxId, limit, offset) as Row[]).map((r) => ({
       ...toMessage(r),
       envelope: r.envelope ?? null,
@@ -107,8 +107,7 @@ export class WebmailStore {
       message_count: number;
     } | null;
     if (!mb) return null;
-    const q = this.db.query("SELECT MAX(modseq) AS m FROM messages WHERE mailbox_id = ? AND expunged = 1");
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, "SELECT MAX(modseq) AS m FROM messages WHERE mailbox_id = ? AND expunged = 1");
     const t = q.get(mailboxId) as { m: bigint | null };
     return `${mb.uidvalidity}/${mb.uidnext}/${mb.message_count}/${t.m ?? 0n}`;
   }
@@ -129,8 +128,7 @@ export class WebmailStore {
     const id = messageId.trim();
     if (!/^<[^<>\s]+>$/.test(id)) return [];
     // instr() narrows the scan to rows whose envelope holds the text; the JSON check below decides.
-    const q = this.db.query(`SELECT ${COLS}, envelope FROM messages WHERE account_id = ? AND expunged = 0 AND envelope IS NOT NULL AND instr(envelope, ?) > 0`);
-    q.safeIntegers(true);
+    const q = bigQuery(this.db, `SELECT ${COLS}, envelope FROM messages WHERE account_id = ? AND expunged = 0 AND envelope IS NOT NULL AND instr(envelope, ?) > 0`);
     const out: WebmailMessage[] = [];
     for (const r of q.all(accountId, JSON.stringify(id).slice(1, -1)) as Row[]) {
       const fields = JSON.parse(r.envelope ?? "[]") as [string, string][];
