@@ -12,7 +12,9 @@
  * - §11.3: a request for an existing mapping with another nonce is
  *   NOT_AUTHORIZED; lifetime 0 deletes (only with the right nonce);
  *   lifetimes are clamped to `maxLifetime`;
- * - §8.5: the epoch counts seconds since (re)start.
+ * - §8.5: the epoch counts seconds since (re)start;
+ * - §14.2: on cue, an unsolicited MAP response for a mapping it holds (a
+ *   new external address, port or lifetime, or its deletion).
  */
 import dgram from "node:dgram";
 import { decodeRequest, encodeResponse, nonceHex, OPCODE_ANNOUNCE, OPCODE_MAP, PcpMalformed, type PcpRequest } from "../../app/src/pcp/index.ts";
@@ -36,7 +38,7 @@ export interface PcpFixture {
   /** Every packet that arrived (performance.now()). */
   heard: number[];
   /** Current mappings: "proto/internalPort" → external port, nonce, lifetime. */
-  mappings: Map<string, { externalPort: number; nonce: string; lifetime: number }>;
+  mappings: Map<string, { externalPort: number; nonce: string; lifetime: number; protocol: number; internalPort: number }>;
   silent: boolean;
   /** Drop this many more requests. */
   drop: number;
@@ -54,6 +56,14 @@ export interface PcpFixture {
   restart(): void;
   /** Sends an unsolicited ANNOUNCE response (§14.1.3) from the server port to `port` on 127.0.0.1. */
   announce(port: number): Promise<void>;
+  /**
+   * Changes the mapping of TCP `internalPort` as given and tells the client
+   * with an unsolicited MAP response (§14.2) from the server port to `port`
+   * on 127.0.0.1 (lifetime 0: deleted). `nonce` overrides the mapping's
+   * (hex, for answers about another host's mapping); `externalAddress`
+   * changes the server's address for every mapping.
+   */
+  updateMapping(port: number, internalPort: number, change: { externalAddress?: string; externalPort?: number; lifetime?: number; nonce?: string; epoch?: number }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -82,6 +92,18 @@ export async function startPcpFixture(o: { maxLifetime?: number; errorLifetime?:
       base = 0;
     },
     announce: (port) => send(encodeResponse({ opcode: OPCODE_ANNOUNCE, resultCode: 0, lifetime: 0, epoch: epoch() }), port, "127.0.0.1"),
+    updateMapping(port, internalPort, change) {
+      const key = `6/${internalPort}`;
+      const m = f.mappings.get(key);
+      if (!m) throw new Error(`the fixture has no mapping ${key}`);
+      if (change.externalAddress !== undefined) f.externalAddress = change.externalAddress;
+      if (change.externalPort !== undefined) m.externalPort = change.externalPort;
+      if (change.lifetime !== undefined) m.lifetime = change.lifetime;
+      if (m.lifetime === 0) f.mappings.delete(key);
+      const nonce = Uint8Array.from((change.nonce ?? m.nonce).match(/../g)!.map((h) => parseInt(h, 16)));
+      const map = { nonce, protocol: 6, internalPort, externalPort: m.externalPort, externalAddress: f.externalAddress };
+      return send(encodeResponse({ opcode: OPCODE_MAP, resultCode: 0, lifetime: m.lifetime, epoch: change.epoch ?? epoch(), map }), port, "127.0.0.1");
+    },
     close: () => new Promise<void>((res) => sock.close(() => res())),
   };
   sock.on("message", (msg, rinfo) => {
@@ -146,7 +168,7 @@ export async function startPcpFixture(o: { maxLifetime?: number; errorLifetime?:
     if (refused !== undefined) return error(refused);
     const externalPort = f.offer.get(m.externalPort) ?? m.externalPort;
     const lifetime = Math.min(req.lifetime, o.maxLifetime ?? 86400);
-    f.mappings.set(key, { externalPort, nonce, lifetime });
+    f.mappings.set(key, { externalPort, nonce, lifetime, protocol: m.protocol, internalPort: m.internalPort });
     void (async () => {
       for (const d of f.decoys) await send(d(req), rinfo.port, rinfo.address);
       await send(encodeResponse({ opcode: OPCODE_MAP, resultCode: 0, lifetime, epoch: epoch(), map: { ...m, externalPort, externalAddress: f.externalAddress } }), rinfo.port, rinfo.address);

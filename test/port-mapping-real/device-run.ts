@@ -19,9 +19,10 @@
  *   {internalPort, externalPort, lifetime}, `unmap` {internalPort},
  *   `announce`, `raw` {version?, opcode, lifetime, opcodeLength?}; the
  *   result also lists the nonce of each internal port used.
- * - `{ op: "map-router-ports", listener, lifetime?, runs?, options? }`:
+ * - `{ op: "map-router-ports", listener, lifetime?, runs?, shareHolds?, options? }`:
  *   mapRouterPorts with nothing overridden but the config and `options`
- *   (run `runs` times, default 1).
+ *   (run `runs` times, default 1; with `shareHolds` the runs keep the PCP
+ *   refusals in force between them, as RouterPortMapper does).
  * - `{ op: "panel", listener, mapping? }`: the panel as on the device
  *   (startWebServers with a RouterPortMapper on the real gateway, options
  *   `mapping` added), logged in as admin over HTTP on 127.0.0.1 of this
@@ -33,7 +34,7 @@
 import { DEFAULT_LIMITS, type Config, type Listener } from "../../app/src/config/types.ts";
 import { Logger } from "../../app/src/log/index.ts";
 import { NatPmpClient, NatPmpRefused, readDefaultGateway } from "../../app/src/natpmp/index.ts";
-import { NonceStore, nonceHex, PcpClient, PcpRefused } from "../../app/src/pcp/index.ts";
+import { NonceStore, nonceHex, PcpClient, PcpErrorHolds, PcpRefused } from "../../app/src/pcp/index.ts";
 import { discoverIgd, IgdClient, loadIgd, UpnpError, type WanService } from "../../app/src/upnp/index.ts";
 import { lanAddressFor, mapRouterPorts, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
 import { openStore } from "../../app/src/store/index.ts";
@@ -44,12 +45,12 @@ import { Client, fakeChecks, noDns } from "../web/harness.ts";
 import { join } from "node:path";
 
 type Call = { action: string } & Record<string, unknown>;
-type Outcome = { ok: unknown } | { error: { name: string; message: string; code?: number | null; resultCode?: number; resultName?: string; version?: number } };
+type Outcome = { ok: unknown } | { error: { name: string; message: string; code?: number | null; resultCode?: number; resultName?: string; version?: number; lifetime?: number } };
 
 function failure(e: unknown): Outcome {
   if (e instanceof UpnpError) return { error: { name: e.name, message: e.message, code: e.code } };
   if (e instanceof NatPmpRefused) return { error: { name: e.name, message: e.message, resultCode: e.resultCode } };
-  if (e instanceof PcpRefused) return { error: { name: e.name, message: e.message, resultCode: e.resultCode, resultName: e.resultName, version: e.version } };
+  if (e instanceof PcpRefused) return { error: { name: e.name, message: e.message, resultCode: e.resultCode, resultName: e.resultName, version: e.version, lifetime: e.lifetime } };
   const err = e as Error;
   return { error: { name: err.name, message: err.message } };
 }
@@ -148,7 +149,7 @@ async function pcp(o: { nonceFile?: string; clientAddress?: string; initialRetry
   return { gateway: gw, lanAddress: lan, nonces: Object.fromEntries(used), results };
 }
 
-async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?: number; runs?: number; options?: PortMappingOptions }): Promise<unknown> {
+async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?: number; runs?: number; shareHolds?: boolean; options?: PortMappingOptions }): Promise<unknown> {
   const config: Config = {
     file: null,
     hostname: "mail.example.org",
@@ -161,7 +162,8 @@ async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?
     localserve: false,
   };
   const reports = [];
-  for (let i = 0; i < (o.runs ?? 1); i++) reports.push(await mapRouterPorts(config, { ...(o.options ?? {}), ...(o.lifetime !== undefined ? { lifetime: o.lifetime } : {}) }, new Logger({ room: "portmap" })));
+  const holds = o.shareHolds ? { pcpHolds: new PcpErrorHolds() } : {};
+  for (let i = 0; i < (o.runs ?? 1); i++) reports.push(await mapRouterPorts(config, { ...(o.options ?? {}), ...holds, ...(o.lifetime !== undefined ? { lifetime: o.lifetime } : {}) }, new Logger({ room: "portmap" })));
   return reports;
 }
 

@@ -17,9 +17,16 @@
  *   a fresh nonce cannot delete it (§11.1, §15).
  * - The Router step: PCP maps what the router allows, names its refusals
  *   in the RFC's words, gives back a moved port; double NAT still warned.
- * - The panel: a rebooted router's ANNOUNCE (§14.1.3), or the epoch of the
- *   ANNOUNCE probe (§8.5), brings every mapping back at once, with the same
- *   nonces.
+ * - The refusal's lifetime (§7.2, §8.3): miniupnpd answers NOT_AUTHORIZED
+ *   (from its deny rules) with lifetime 0, held 30 minutes: a second run
+ *   does not send that request again (counted by an nftables rule in the
+ *   router), and the report says until when; double NAT's NO_RESOURCES
+ *   holds miniupnpd's 30 s.
+ * - The panel: a rebooted router's ANNOUNCE (§14.1.3) brings every mapping
+ *   back after the random wait of 0-5 s (not longer: the time it took is at
+ *   least the wait the event names), or the epoch of the ANNOUNCE probe
+ *   (§8.5) does, with the same nonces; a new public address of the router
+ *   (miniupnpd announces it) is in the panel at once.
  *
  * Skipped, with the reason, when not root or miniupnpd is not installed.
  */
@@ -32,7 +39,7 @@ import { LAN_DEVICE_IP, LAN_ROUTER_IP, PRIVATE_WAN_IP, PUBLIC_WAN_IP, labUnavail
 const unavailable = labUnavailable();
 if (unavailable) console.warn(`port-mapping-real: skipped: ${unavailable}`);
 
-type Outcome<T = unknown> = { ok: T } | { error: { name: string; message: string; resultCode?: number; resultName?: string; version?: number } };
+type Outcome<T = unknown> = { ok: T } | { error: { name: string; message: string; resultCode?: number; resultName?: string; version?: number; lifetime?: number } };
 interface PcpRun {
   lanAddress: string;
   nonces: Record<string, string>;
@@ -100,11 +107,13 @@ describe.skipIf(unavailable !== null)("PCP client against miniupnpd, high ports 
     const m = ok<Mapping>(r.results[1]);
     expect(m).toMatchObject({ internalPort: 40025, externalPort: 40025, externalAddress: PUBLIC_WAN_IP, lifetime: 3600, nonce: r.nonces["40025"] });
     // Port 25 is outside every "allow" line: miniupnpd searches all external ports and finds none allowed.
+    // Lifetime 0: miniupnpd's answer to every long-lifetime error (RFC 6887 §7.4 recommends 30 minutes; error-hold.ts holds that long).
     expect(err(r.results[2])).toEqual({
       name: "PcpRefused",
       resultCode: 2,
       resultName: "NOT_AUTHORIZED",
       version: 2,
+      lifetime: 0,
       message: "PCP NOT_AUTHORIZED: the router does not allow this mapping",
     });
     // A high internal port asking for external 25: the router assigns the first allowed one instead (§11.4).
@@ -177,7 +186,10 @@ describe.skipIf(unavailable !== null)("the Router step speaks PCP first, miniupn
       expect(statuses(r)).toEqual({ 25: "refused", 465: "refused", 587: "mapped", 993: "mapped", 80: "refused", 443: "refused" });
       expect(r.ports.find((p) => p.port === 587)).toMatchObject({ method: "pcp", lifetime: 600, detail: "PCP: mapped for 600 s" });
       expect(detail(r, 25)).toBe("not mapped: router refused (PCP: the router assigned external port 1024 instead of 25; UPnP error 606 (action not authorized): Action not authorized)");
-      expect(detail(r, 465)).toBe("not mapped: router refused (PCP NOT_AUTHORIZED: the router does not allow this mapping; UPnP error 606 (action not authorized): Action not authorized)");
+      const retryAt = r.ports.find((p) => p.port === 465)!.retryAt!;
+      expect(detail(r, 465)).toBe(
+        `not mapped: router refused (PCP NOT_AUTHORIZED: the router does not allow this mapping; not asked again before ${retryAt} (the router's error lifetime, RFC 6887 §7.2); UPnP error 606 (action not authorized): Action not authorized)`,
+      );
       expect(r.pcpEpoch).toBeGreaterThanOrEqual(0);
       names.push(l.leases().map((x) => x.description).sort());
     }
@@ -193,13 +205,38 @@ describe.skipIf(unavailable !== null)("the Router step speaks PCP first, miniupn
     expect(l.leases().map((x) => x.externalPort).sort((a, b) => a - b)).toEqual([587, 993]);
   }, 60_000);
 
+  test("NOT_AUTHORIZED from the router's deny rules holds 30 minutes (§7.2, §8.3): the next run does not send that request again, and says until when", async () => {
+    const l = await lab({ rules: [`allow 587 ${LAN_DEVICE_IP}/32 587`, `allow 993 ${LAN_DEVICE_IP}/32 993`, "deny 0-65535 0.0.0.0/0 0-65535"] });
+    const asked465 = pcpMapCounter(l, 465);
+    const asked587 = pcpMapCounter(l, 587);
+    const t = Date.now();
+    const [a, b] = await l.runInDevice<PortMappingReport[]>({ op: "map-router-ports", listener: DEVICE_LISTENER, lifetime: 600, runs: 2, shareHolds: true });
+    const retryAt = a!.ports.find((p) => p.port === 465)!.retryAt!;
+    expect(Date.parse(retryAt)).toBeGreaterThanOrEqual(t + 1800_000);
+    expect(Date.parse(retryAt)).toBeLessThanOrEqual(Date.now() + 1800_000);
+    for (const r of [a!, b!]) {
+      expect(r).toMatchObject({ pcp: "answered", natpmp: "not tried" });
+      expect(r.ports.find((p) => p.port === 587)).toMatchObject({ status: "mapped", method: "pcp" });
+      // The same hold in both runs: the second did not ask (a new refusal would have ended later).
+      expect(r.ports.find((p) => p.port === 465)).toMatchObject({ status: "refused", retryAt });
+      expect(detail(r, 465)).toStartWith(`not mapped: router refused (PCP NOT_AUTHORIZED: the router does not allow this mapping; not asked again before ${retryAt} (the router's error lifetime, RFC 6887 §7.2)`);
+    }
+    // What reached the router: one MAP request for 465 (the first run's), two for 587 (mapped, then renewed).
+    expect(asked465()).toBe(1);
+    expect(asked587()).toBe(2);
+  }, 60_000);
+
   test("double NAT: PCP answers NO_RESOURCES, the router's NAT-PMP says why (result 3), and the report warns plainly", async () => {
     const l = await lab({ wanAddress: PRIVATE_WAN_IP, rules: ["allow 1-65535 10.231.0.0/24 1-65535"] });
     const [r] = await l.runInDevice<PortMappingReport[]>({ op: "map-router-ports", listener: DEVICE_LISTENER });
     expect(r!).toMatchObject({ pcp: "answered", natpmp: "answered", upnp: "found", externalAddress: null });
     expect(new Set(Object.values(statuses(r!)))).toEqual(new Set(["refused"]));
+    // NO_RESOURCES is a short-lifetime error; miniupnpd gives it 30 s (§7.2), held that long.
+    const retryAt = r!.ports.find((p) => p.port === 587)!.retryAt!;
+    expect(Date.parse(retryAt)).toBeGreaterThanOrEqual(Date.parse(r!.at) + 30_000);
+    expect(Date.parse(retryAt)).toBeLessThanOrEqual(Date.now() + 30_000);
     expect(detail(r!, 587)).toBe(
-      "not mapped: router refused (PCP NO_RESOURCES: the router has no resources left for mappings; NAT-PMP result 3: network failure (the router has no public address yet); UPnP error 501 (action failed): ActionFailed); the router has no public address (double NAT)",
+      `not mapped: router refused (PCP NO_RESOURCES: the router has no resources left for mappings; not asked again before ${retryAt} (the router's error lifetime, RFC 6887 §7.2); NAT-PMP result 3: network failure (the router has no public address yet); UPnP error 501 (action failed): ActionFailed); the router has no public address (double NAT)`,
     );
     expect(r!.warnings).toHaveLength(1);
     expect(r!.warnings[0]).toContain("double NAT");
@@ -207,9 +244,28 @@ describe.skipIf(unavailable !== null)("the Router step speaks PCP first, miniupn
   }, 60_000);
 });
 
+/**
+ * Counts, in the router's namespace, the PCP MAP requests for TCP
+ * `internalPort` that reach UDP 5351: an nftables rule on the input hook
+ * matching the payload (after the 8-octet UDP header: version 2 and opcode
+ * 1 in the first two octets, §7.1; the internal port at octet 40, §11.1).
+ */
+function pcpMapCounter(l: RouterLab, internalPort: number): () => number {
+  const table = `lbxcount${internalPort}`;
+  const run = (args: string[], stdin?: string) => {
+    const r = Bun.spawnSync(["ip", "netns", "exec", l.routerNs, "nft", ...args], { stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`nft ${args.join(" ")}: ${r.stderr.toString()}`);
+    return r.stdout.toString();
+  };
+  run(["-f", "-"], `table ip ${table} {\n  chain input {\n    type filter hook input priority -10; policy accept;\n    udp dport 5351 @th,64,16 0x0201 @th,384,16 ${internalPort} counter\n  }\n}\n`);
+  return () => Number(/counter packets (\d+)/.exec(run(["list", "table", "ip", table]))?.[1] ?? NaN);
+}
+
 const LISTENER = { smtp: { port: 25 }, submissions: { port: 465 }, submission: { port: 587 }, imaps: { port: 993 } };
 const ALLOW_ALL = [`allow 1-65535 ${LAN_DEVICE_IP}/32 1-65535`, "deny 0-65535 0.0.0.0/0 0-65535"];
 const MAIL_PORTS = [25, 80, 443, 465, 587, 993];
+/** The router's public address after its provider changed it (public-looking, like PUBLIC_WAN_IP; no packet is sent to it). */
+const NEW_WAN_IP = "11.22.33.45";
 const external = (l: RouterLab) => l.dnat().map((d) => d.externalPort).sort((a, b) => a - b);
 async function nextReport(p: DeviceProcess, pred: (r: PortMappingReport) => boolean, timeoutMs = 10_000): Promise<PortMappingReport> {
   const end = Date.now() + timeoutMs;
@@ -244,10 +300,16 @@ describe.skipIf(unavailable !== null)("router restarts with PCP, miniupnpd", () 
     await Bun.sleep(3000);
     const restarted = Date.now();
     await lab.restartRouter({ loseState: true });
-    const back = await nextReport(panel, (r) => r.trigger === "router-restart", 30_000).catch((e) => { console.log("DEBUG", panel!.lines.filter((l) => !l.startsWith("REPORT")).join("\n")); throw e; });
+    const back = await nextReport(panel, (r) => r.trigger === "router-restart", 30_000);
     const took = Date.now() - restarted;
     // At once: long before the renewal at half the lifetime (30 minutes); a loose bound, the machine may be loaded.
     expect(took).toBeLessThan(25_000);
+    // §14.1.3: after the random wait it names (0-5 s, printed to 0.1 s), never before.
+    const wait = back.events.map((e) => /^the router announced a restart \(PCP ANNOUNCE, epoch \d+ s\): re-creating the mappings in (\d+\.\d) s \(a random wait of up to 5 s, RFC 6887 §14\.1\.3\)$/.exec(e.text)).find((m) => m !== null);
+    expect(wait).toBeDefined();
+    const waitMs = Number(wait![1]) * 1000;
+    expect(waitMs).toBeLessThanOrEqual(5000);
+    expect(took).toBeGreaterThanOrEqual(waitMs - 50);
     expect(new Set(Object.values(statuses(back)))).toEqual(new Set(["mapped"]));
     expect(back.ports.find((p) => p.port === 25)!.renewal).toMatchObject({ trigger: "router-restart", ok: true, detail: "PCP: mapped for 3600 s" });
     // The new epoch counts from the restart (§8.5), not from the first start.
@@ -267,10 +329,42 @@ describe.skipIf(unavailable !== null)("router restarts with PCP, miniupnpd", () 
     expect(new Set(Object.values(statuses(first)))).toEqual(new Set(["mapped"]));
     await Bun.sleep(4000);
     await lab.restartRouter({ loseState: true });
-    const back = await nextReport(panel, (r) => r.trigger === "router-restart", 30_000).catch((e) => { console.log("DEBUG", panel!.lines.filter((l) => !l.startsWith("REPORT")).join("\n")); throw e; });
+    const back = await nextReport(panel, (r) => r.trigger === "router-restart", 30_000);
     expect(new Set(Object.values(statuses(back)))).toEqual(new Set(["mapped"]));
     expect(external(lab)).toEqual(MAIL_PORTS);
     expect(back.events.map((e) => e.text)).toContain("the router restarted (its PCP epoch failed the check of RFC 6887 §8.5): re-creating the mappings");
     expect(back.events.some((e) => e.text.includes("PCP ANNOUNCE"))).toBe(false);
+  }, 60_000);
+
+  test("the router's new public address: miniupnpd announces it (NAT-PMP address announcement, then a PCP ANNOUNCE with a new epoch; it sends no unsolicited MAP responses, RFC 6887 §14.2) and the panel shows it at once", async () => {
+    lab = await startRouterLab({ rules: ALLOW_ALL });
+    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0 } });
+    const first = await nextReport(panel, () => true, 20_000);
+    expect(first).toMatchObject({ pcp: "answered", externalAddress: PUBLIC_WAN_IP });
+    // Let the router's epoch grow first, so that its reset shows (§8.5).
+    await Bun.sleep(3000);
+    // The provider gives the router another address; miniupnpd is told as on a router (SIGUSR1, what its hotplug scripts send).
+    const ns = lab.routerNs;
+    const ip = (...a: string[]) => Bun.spawnSync(["ip", "-n", ns, ...a], { stdout: "pipe", stderr: "pipe" });
+    expect(ip("addr", "del", `${PUBLIC_WAN_IP}/24`, "dev", "wan0").exitCode).toBe(0);
+    expect(ip("addr", "add", `${NEW_WAN_IP}/24`, "dev", "wan0").exitCode).toBe(0);
+    const pids = Bun.spawnSync(["ip", "netns", "pids", ns], { stdout: "pipe" }).stdout.toString().split("\n").filter((x) => x !== "").map(Number);
+    expect(pids.length).toBeGreaterThan(0);
+    const changed = Date.now();
+    for (const pid of pids) process.kill(pid, "SIGUSR1");
+    const moved = await nextReport(panel, (r) => r.externalAddress === NEW_WAN_IP, 30_000);
+    // At once (a loose bound: the machine may be loaded), every mapping still there.
+    expect(Date.now() - changed).toBeLessThan(25_000);
+    expect(new Set(Object.values(statuses(moved)))).toEqual(new Set(["mapped"]));
+    expect(external(lab)).toEqual(MAIL_PORTS);
+    console.log(`port-mapping-real: new public address in the panel ${Date.now() - changed} ms after SIGUSR1`);
+    // miniupnpd also starts its epoch again and sends a PCP ANNOUNCE (§8.5: a new external address resets the epoch).
+    // Whichever is heard first, the ANNOUNCE (re-mapping after the random wait of §14.1.3) or the reset epoch in the
+    // answers of the run the NAT-PMP announcement started, every mapping ends up made again on the new address.
+    const pcpSaw = (r: PortMappingReport) => r.events.some((e) => /^the router announced a restart \(PCP ANNOUNCE, epoch \d+ s\)|^the router restarted \(PCP epoch \d+ s, RFC 6887 §8\.5\)/.test(e.text));
+    const settled = (r: PortMappingReport) => r.externalAddress === NEW_WAN_IP && pcpSaw(r) && Object.values(statuses(r)).every((x) => x === "mapped");
+    const again = settled(moved) ? moved : await nextReport(panel, settled, 30_000);
+    expect(again.pcpEpoch).toBeLessThan(30);
+    expect(external(lab)).toEqual(MAIL_PORTS);
   }, 60_000);
 });

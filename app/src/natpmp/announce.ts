@@ -61,6 +61,8 @@ export interface AnnouncementListenerOptions {
   /** Default ANNOUNCE_GROUP; null joins no group (tests). */
   group?: string | null;
   onAnnouncement(a: Announcement): void;
+  /** Any other packet from the gateway on this port, e.g. an unsolicited PCP MAP response (RFC 6887 §14.2). */
+  onOther?(p: Uint8Array): void;
 }
 
 /**
@@ -88,8 +90,10 @@ export function listenForAnnouncements(o: AnnouncementListenerOptions): Promise<
     sock.on("message", (msg, rinfo) => {
       // §3.2.1: silently discard what does not come from our gateway.
       if (rinfo.address !== o.gateway) return;
-      const a = parseAnnouncement(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength));
+      const p = new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength);
+      const a = parseAnnouncement(p);
       if (a) o.onAnnouncement(a);
+      else o.onOther?.(p);
     });
     sock.bind(o.port ?? ANNOUNCE_PORT, () => {
       bound = true;

@@ -35,6 +35,15 @@
  *    request (§14.1.1) asks for the epoch at any time.
  * 7. Renew at half the lifetime (§11.2.1) with the same nonce; delete with
  *    lifetime 0 (§15).
+ * 8. An error answer holds for its lifetime (§7.2, §7.4, §8.3): the same
+ *    request is not sent again before it is over (error-hold.ts).
+ * 9. The server may speak first (§14): an ANNOUNCE after it lost state
+ *    (§14.1.3; the client waits a random 0-5 s before re-mapping, so a
+ *    router's restart does not bring every host of the LAN at once), or an
+ *    unsolicited MAP response when a mapping changed, e.g. a new external
+ *    address (§14.2). Both arrive on the client port 5350 and are read by
+ *    decodeResponse(); unsolicitedMapUpdate() tells whether one is for a
+ *    mapping of ours. The port mapper (web/port-mapping.ts) acts on them.
  *
  * Every packet goes to one address and port given by the caller: tests run
  * a fixture server on 127.0.0.1 or a real miniupnpd in network namespaces.
@@ -67,6 +76,7 @@ import {
 export * from "./wire.ts";
 export { PcpEpochTracker } from "./epoch.ts";
 export { NonceStore, PCP_NONCE_FILE } from "./nonce-store.ts";
+export { errorHoldSeconds, LONG_ERROR_LIFETIME_S, LONG_LIFETIME_ERRORS, PcpErrorHolds, SHORT_ERROR_LIFETIME_S, type ErrorHold } from "./error-hold.ts";
 
 /** RFC 6887 §8.1.1: initial retransmission time, 3 s. */
 export const IRT_MS = 3000;
@@ -144,6 +154,51 @@ export interface MapRequest {
   nonce: Uint8Array;
   suggestedExternalAddress?: string;
   options?: readonly PcpOption[];
+}
+
+/** RFC 6887 §14.1.3: after an ANNOUNCE the client waits a random 0..5 s before renewing its mappings. */
+export const ANNOUNCE_RENEW_WINDOW_MS = 5000;
+
+/**
+ * A wait in 0..windowMs (§14.1.3), from `random` (0..1). The same function
+ * serves an unsolicited answer whose epoch shows the server lost its state:
+ * every host on the LAN heard it at the same moment.
+ */
+export function announceRenewDelay(windowMs = ANNOUNCE_RENEW_WINDOW_MS, random: () => number = Math.random): number {
+  const r = random();
+  return Math.max(0, Math.min(windowMs, (Number.isFinite(r) ? r : 0) * windowMs));
+}
+
+/** A mapping of ours named by an unsolicited MAP response (§14.2). */
+export interface MapUpdate {
+  internalPort: number;
+  externalPort: number;
+  externalAddress: string;
+  /** 0: the server deleted the mapping. */
+  lifetime: number;
+  epoch: number;
+}
+
+/**
+ * Reads a packet heard on the client port as an unsolicited MAP response
+ * (§14.2) for one of our mappings: version 2, a MAP response, SUCCESS, with
+ * the mapping's protocol, internal port and nonce (§11.4: the nonce proves
+ * it is ours; `nonceOf` gives ours for an internal port, null when we have
+ * none). Anything else (an ANNOUNCE, an error, another host's mapping,
+ * junk) is null: never throws.
+ */
+export function unsolicitedMapUpdate(p: Uint8Array, protocol: TransportProtocol, nonceOf: (internalPort: number) => Uint8Array | null): MapUpdate | null {
+  let r: PcpResponse;
+  try {
+    r = decodeResponse(p);
+  } catch {
+    return null;
+  }
+  if (r.version !== 2 || r.opcode !== OPCODE_MAP || r.resultCode !== RESULT_SUCCESS || !r.map) return null;
+  if (r.map.protocol !== PROTOCOL_NUMBER[protocol]) return null;
+  const ours = nonceOf(r.map.internalPort);
+  if (!ours || nonceHex(ours) !== nonceHex(r.map.nonce)) return null;
+  return { internalPort: r.map.internalPort, externalPort: r.map.externalPort, externalAddress: r.map.externalAddress, lifetime: r.lifetime, epoch: r.epoch };
 }
 
 /** True when this host has `address` on one of its interfaces. */

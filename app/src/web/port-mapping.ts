@@ -19,11 +19,25 @@
  *    and the other §7.4 codes, kept in the RFC's words) or assign another
  *    external port, which is given back (lifetime 0, §15) as in step 3.
  *    A router that speaks PCP is not asked NAT-PMP (the same server's older
- *    interface, RFC 6887 §9).
+ *    interface, RFC 6887 §9). A refusal holds for the lifetime the router
+ *    gave it (RFC 6887 §7.2, §8.3; 30 minutes for a long-lifetime error
+ *    answered with lifetime 0, as miniupnpd does): until then that port is
+ *    not asked again by PCP, and the report says when it will be
+ *    (`retryAt`, and in the port's detail). A new run asked by the admin,
+ *    or a router restart, lifts the holds.
  * 3. NAT-PMP (natpmp/, RFC 6886) when PCP was not spoken: the router
  *    answered UNSUPP_VERSION in version 0 (RFC 6887 §9: a NAT-PMP-only
- *    server) or not at all. If the gateway answers the external address
- *    request, each port is asked for; the router may refuse (many refuse
+ *    server) or not at all. PCP goes first, always; but when its first
+ *    request is unanswered after a short head start (500 ms: a LAN router
+ *    answers in milliseconds), the NAT-PMP external address request is sent
+ *    alongside, so a router silent on PCP costs the longer of the two waits,
+ *    not their sum. That request creates nothing on the router; its answer
+ *    is used only when PCP ends without being spoken, and a router that
+ *    answers PCP within the head start is never asked NAT-PMP. (RFC 6887
+ *    §9 has a client fall back on UNSUPP_VERSION; a silent port says
+ *    nothing either way, so overlapping the waits breaks no rule.)
+ *    If the gateway answers the external address request, each port is
+ *    asked for; the router may refuse (many refuse
  *    ports below 1024) or offer another external port, which is no use for
  *    mail (other servers always connect to 25) and is given back.
  *    UPnP-IGD (upnp/) then for every port PCP or NAT-PMP did not map: SSDP
@@ -59,7 +73,15 @@
  *    §14.1.3) or of a new public address (RFC 6886 §3.2.1), or a periodic
  *    probe revealing either (NAT-PMP external address request, or PCP
  *    ANNOUNCE request, RFC 6887 §14.1.1), re-creates every mapping at once
- *    (RFC 6886 §3.7, RFC 6887 §8.5) instead of at the next renewal.
+ *    (RFC 6886 §3.7, RFC 6887 §8.5) instead of at the next renewal. After
+ *    a PCP ANNOUNCE, or an unsolicited PCP answer whose epoch shows the
+ *    restart, every host of the LAN heard the same packet: the re-creation
+ *    waits a random 0-5 s first (RFC 6887 §14.1.3).
+ * 6b. A PCP router may tell of a changed mapping by itself, with an
+ *    unsolicited MAP response on port 5350 (RFC 6887 §14.2), e.g. its new
+ *    public address: the report (and the panel's public address) is updated
+ *    at once; a mapping the router deleted or moved to another port counts
+ *    as lost and is retried like a failed renewal.
  * 7. The report says per mapping when it will be renewed and how its last
  *    renewal went; the panel's Router view shows it.
  * 8. This box restarts too (updates reboot it): while mappings are kept,
@@ -89,16 +111,20 @@ import {
 } from "../natpmp/index.ts";
 import { discoverIgd, IgdClient, loadIgd, SSDP_ADDRESS, SSDP_PORT, UpnpError, type SsdpTarget } from "../upnp/index.ts";
 import {
+  ANNOUNCE_RENEW_WINDOW_MS,
+  announceRenewDelay,
   DEFAULT_MAX_TRIES as PCP_RENEWAL_TRIES,
   NATPMP_VERSION,
   NonceStore,
   PCP_NONCE_FILE,
   PcpClient,
   PcpEpochTracker,
+  PcpErrorHolds,
   PcpRefused,
   PcpTimeout,
   PcpUnsupportedVersion,
   RESULT_TEXT as PCP_RESULT_TEXT,
+  unsolicitedMapUpdate,
 } from "../pcp/index.ts";
 
 /** A port to forward, the listener service that answers it, and whether mail or certificates need it from the internet. */
@@ -186,6 +212,12 @@ export interface PortResult {
   renewAt: string | null;
   /** The last renewal of this mapping; null until it was renewed once. */
   renewal: RenewalOutcome | null;
+  /**
+   * When the router's refusal of this port stops holding (ISO time; RFC
+   * 6887 §7.2, §8.3: an error answer's lifetime): PCP is not asked for it
+   * again before. Null or absent: no refusal in force.
+   */
+  retryAt?: string | null;
 }
 
 export interface PortMappingReport {
@@ -245,6 +277,18 @@ export interface PortMappingOptions {
   pcpNonces?: NonceStore;
   /** Called with the gateway's epoch in every PCP answer (RFC 6887 §8.5). */
   onPcpEpoch?: (epoch: number, gateway: string) => void;
+  /** The PCP refusals in force (RFC 6887 §7.2, §8.3): requests not sent again before their error lifetime is over. Default: a new, empty set per call (RouterPortMapper keeps one). */
+  pcpHolds?: PcpErrorHolds;
+  /**
+   * How long the first PCP request may go unanswered before the NAT-PMP
+   * external address request is sent alongside it (step 3); default 500 ms.
+   * PCP is always asked first (RFC 6887 §9).
+   */
+  pcpHeadStartMs?: number;
+  /** RouterPortMapper: the random wait after a PCP ANNOUNCE before re-mapping is in 0..this (ms); default 5000 (RFC 6887 §14.1.3). */
+  announceRenewWindowMs?: number;
+  /** RouterPortMapper: 0..1 for that wait; default Math.random. */
+  random?: () => number;
   natpmpTries?: number;
   natpmpInitialRetryMs?: number;
   /** Where SSDP searches go; default 239.255.255.250:1900. Tests: a fake responder on 127.0.0.1. */
@@ -315,9 +359,12 @@ export function isNatInternalIPv4(ip: string): boolean {
   return a === 0 || a === 10 || a === 127 || (a === 100 && b >= 64 && b <= 127) || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168);
 }
 
+/** How the double-NAT warning begins (to find it among the report's warnings). */
+const DOUBLE_NAT_WARNING_START = "The router has no public address of its own";
+
 /** The double-NAT warning: the router's WAN side is itself behind another NAT. */
 export function doubleNatWarning(evidence: string): string {
-  return `The router has no public address of its own (${evidence}): it is behind another router or the internet provider's NAT (double NAT or carrier-grade NAT). Ports forwarded on it do not make this box reachable from the internet; forward them on the outer router too, or ask the provider for a public address.`;
+  return `${DOUBLE_NAT_WARNING_START} (${evidence}): it is behind another router or the internet provider's NAT (double NAT or carrier-grade NAT). Ports forwarded on it do not make this box reachable from the internet; forward them on the outer router too, or ask the provider for a public address.`;
 }
 
 /** Instructions for the ports that are not mapped. */
@@ -365,7 +412,8 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
     events: [],
   };
   const mapped = (p: PortResult, method: "pcp" | "nat-pmp" | "upnp", lifetime: number, detail: string) =>
-    Object.assign(p, { status: "mapped", method, lifetime, detail, expiresAt: lifetime > 0 ? new Date(Date.now() + lifetime * 1000).toISOString() : null });
+    // Mapped (by whichever protocol): no refusal is waited out for it.
+    Object.assign(p, { status: "mapped", method, lifetime, detail, expiresAt: lifetime > 0 ? new Date(Date.now() + lifetime * 1000).toISOString() : null, retryAt: null });
   /** Per port, why each protocol did not map it, in the router's own terms; `refused` when the router answered no (not a timeout or a network error). */
   const why = new Map<number, { text: string; refused: boolean }[]>();
   const fail = (p: PortResult, text: string, refused: boolean) => {
@@ -390,6 +438,25 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
     return [];
   });
 
+  // NAT-PMP's client, and its external address request when sent alongside a PCP request still unanswered (step 3).
+  const pmp = new NatPmpClient({
+    gateway,
+    onEpoch: (epoch) => {
+      report.natpmpEpoch = epoch;
+      o.onNatPmpEpoch?.(epoch, gateway);
+    },
+    ...(o.natpmpPort !== undefined ? { port: o.natpmpPort } : {}),
+    ...(o.natpmpTries !== undefined ? { tries: o.natpmpTries } : {}),
+    ...(o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: o.natpmpInitialRetryMs } : {}),
+  });
+  type Settled<T> = { ok: T } | { err: unknown };
+  let natpmpAddress: Promise<Settled<Awaited<ReturnType<NatPmpClient["externalAddress"]>>>> | null = null;
+  const askNatPmpAddress = () =>
+    (natpmpAddress ??= pmp.externalAddress().then(
+      (ok) => ({ ok }),
+      (err: unknown) => ({ err }),
+    ));
+
   // PCP (RFC 6887) first: every port, from our LAN address (§5, §7.1). PCP here is IPv4 (NAT44) only.
   if (o.pcp !== false && lan && isIPv4(lan) && isIPv4(gateway)) {
     const nonces = o.pcpNonces ?? new NonceStore(existsSync(config.dataDir) ? join(config.dataDir, PCP_NONCE_FILE) : null);
@@ -405,12 +472,32 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
         o.onPcpEpoch?.(epoch, gateway);
       },
     });
+    const holds = o.pcpHolds ?? new PcpErrorHolds();
+    const heldUntil = (p: PortResult, untilMs: number) => {
+      p.retryAt = new Date(untilMs).toISOString();
+      return `; not asked again before ${p.retryAt} (the router's error lifetime, RFC 6887 §7.2)`;
+    };
+    let firstRequest = true;
     const ports = open();
     for (const [i, p] of ports.entries()) {
+      // RFC 6887 §8.3: a refusal still in force is the router's answer; the request is not sent again before its lifetime is over.
+      const held = holds.active("tcp", p.internalPort!, p.port, Date.now());
+      if (held) {
+        if (report.pcp === "not tried") report.pcp = "answered";
+        fail(p, `PCP ${held.resultName}: ${PCP_RESULT_TEXT[held.resultCode] ?? "unknown result code"}${heldUntil(p, held.untilMs)}`, true);
+        if (held.resultName === "NETWORK_FAILURE" && noPublicAddress === null) noPublicAddress = "PCP NETWORK_FAILURE";
+        continue;
+      }
       const nonce = nonces.get("tcp", p.internalPort!);
+      // Step 3: NAT-PMP's address request goes alongside a first PCP request left unanswered past the head start.
+      const headStart = firstRequest ? setTimeout(askNatPmpAddress, o.pcpHeadStartMs ?? DEFAULT_PCP_HEAD_START_MS) : null;
+      firstRequest = false;
       try {
-        const m = await pcp.map({ protocol: "tcp", internalPort: p.internalPort!, suggestedExternalPort: p.port, lifetime, nonce });
+        const m = await pcp.map({ protocol: "tcp", internalPort: p.internalPort!, suggestedExternalPort: p.port, lifetime, nonce }).finally(() => {
+          if (headStart) clearTimeout(headStart);
+        });
         report.pcp = "answered";
+        holds.release("tcp", p.internalPort!, p.port);
         if (report.externalAddress === null && m.externalAddress !== "0.0.0.0") report.externalAddress = m.externalAddress;
         if (m.externalPort === p.port) {
           mapped(p, "pcp", m.lifetime, `PCP: mapped for ${m.lifetime} s`);
@@ -428,7 +515,8 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
         }
         if (e instanceof PcpRefused) {
           report.pcp = "answered";
-          fail(p, `PCP ${e.resultName}: ${PCP_RESULT_TEXT[e.resultCode] ?? "unknown result code"}`, true);
+          const hold = holds.record("tcp", p.internalPort!, p.port, e.resultCode, e.lifetime, Date.now());
+          fail(p, `PCP ${e.resultName}: ${PCP_RESULT_TEXT[e.resultCode] ?? "unknown result code"}${hold ? heldUntil(p, hold.untilMs) : ""}`, true);
           // RFC 6887 §7.4 NETWORK_FAILURE: miniupnpd answers it when its WAN address is not public.
           if (e.resultName === "NETWORK_FAILURE" && noPublicAddress === null) noPublicAddress = "PCP NETWORK_FAILURE";
           continue;
@@ -450,19 +538,12 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   // router's NAT-PMP may say why (miniupnpd answers PCP NO_RESOURCES but NAT-PMP result 3 when it has no public address).
   if (report.pcp !== "answered" || !report.ports.some((p) => p.method === "pcp")) {
     try {
-      const pmp = new NatPmpClient({
-        gateway,
-        onEpoch: (epoch) => {
-          report.natpmpEpoch = epoch;
-          o.onNatPmpEpoch?.(epoch, gateway);
-        },
-        ...(o.natpmpPort !== undefined ? { port: o.natpmpPort } : {}),
-        ...(o.natpmpTries !== undefined ? { tries: o.natpmpTries } : {}),
-        ...(o.natpmpInitialRetryMs !== undefined ? { initialRetryMs: o.natpmpInitialRetryMs } : {}),
-      });
       let ext: Awaited<ReturnType<NatPmpClient["externalAddress"]>> | null = null;
       try {
-        ext = await pmp.externalAddress();
+        // The answer to the request sent alongside PCP when there was one (step 3), else a new request.
+        const a = await askNatPmpAddress();
+        if ("err" in a) throw a.err;
+        ext = a.ok;
       } catch (e) {
         if (!(e instanceof NatPmpRefused)) throw e;
         // RFC 6886 §3.5: the router speaks NAT-PMP but answers no (3: it has no
@@ -495,6 +576,14 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
       report.natpmp = "no answer";
       if (!(e instanceof NatPmpTimeout)) log.warn("port mapping: NAT-PMP failed", { err: e as Error, gateway });
     }
+  }
+
+  // A NAT-PMP request sent alongside a PCP request that was then answered late: wait for its end (its socket and its
+  // epoch callback belong to this run), its answer unused.
+  if (natpmpAddress) {
+    const a = await natpmpAddress;
+    // The report tells the truth: NAT-PMP was asked, and whether the router answered.
+    if (report.natpmp === "not tried") report.natpmp = "ok" in a || a.err instanceof NatPmpRefused ? "answered" : "no answer";
   }
 
   // UPnP-IGD for what PCP or NAT-PMP did not map.
@@ -560,6 +649,9 @@ export async function mapRouterPorts(config: Config, o: PortMappingOptions, log:
   return report;
 }
 
+/** How long the first PCP request may go unanswered before NAT-PMP's address request is sent alongside (step 3). */
+export const DEFAULT_PCP_HEAD_START_MS = 500;
+
 /** How many events the report keeps. */
 const MAX_EVENTS = 20;
 /** Default interval of the NAT-PMP address/epoch probe. */
@@ -607,6 +699,10 @@ export class RouterPortMapper {
   private readonly pcpEpochs = new PcpEpochTracker();
   /** The PCP mapping nonces (RFC 6887 §11.1), the same for every run; on disk when the data folder exists at the first run. */
   private nonceStore: NonceStore | null = null;
+  /** The PCP refusals in force (RFC 6887 §8.3), kept across runs. */
+  private readonly pcpHolds = new PcpErrorHolds();
+  /** The re-creation waiting out the random delay of RFC 6887 §14.1.3. */
+  private restartTimer: ReturnType<typeof setTimeout> | null = null;
   private epochGateway: string | null = null;
   /** NAT-PMP and PCP answers seen in the current run (a reset after the first means mappings made earlier in the run were lost). */
   private answersThisRun = 0;
@@ -700,6 +796,8 @@ export class RouterPortMapper {
     const natpmpOnly = prev !== null && trigger !== "request" && prev.natpmp === "answered" && prev.pcp !== "answered";
     // Made once: a store replaced later would hand out new nonces, which a strict server refuses for existing mappings (§11.3).
     this.nonceStore ??= new NonceStore(existsSync(this.config.dataDir) ? join(this.config.dataDir, PCP_NONCE_FILE) : null);
+    // The admin asking anew (often after changing the router's settings) lifts the refusals' holds (step 2).
+    if (trigger === "request") this.holds.clear();
     this.answersThisRun = 0;
     const run = mapRouterPorts(
       this.config,
@@ -709,9 +807,12 @@ export class RouterPortMapper {
         ...(pcpTries !== undefined ? { pcpTries } : {}),
         ...(natpmpOnly ? { pcp: false } : {}),
         pcpNonces: this.o.pcpNonces ?? this.nonceStore,
+        pcpHolds: this.holds,
         onPcpEpoch: (epoch, gateway) => {
           this.answersThisRun++;
           if (this.observe("pcp", epoch, gateway) === "reset") {
+            // A server that lost its state lost its refusals' reasons too (§8.5).
+            this.holds.clear();
             this.event(`the router restarted (PCP epoch ${epoch} s, RFC 6887 §8.5): its mappings were lost`);
             if (this.answersThisRun > 1) this.again ??= "router-restart";
           }
@@ -741,6 +842,76 @@ export class RouterPortMapper {
         if (next && !this.closed) void this.run(next);
       });
     return this.running;
+  }
+
+  private get holds(): PcpErrorHolds {
+    return this.o.pcpHolds ?? this.pcpHolds;
+  }
+
+  /**
+   * Re-create every mapping after the random wait of RFC 6887 §14.1.3 (0..5
+   * s by default): the router's ANNOUNCE reached every host of the LAN at
+   * once. One pending re-creation covers any repeat heard meanwhile.
+   */
+  private restartSoon(what: string): void {
+    this.holds.clear();
+    if (this.restartTimer || this.closed) return;
+    const window = this.o.announceRenewWindowMs ?? ANNOUNCE_RENEW_WINDOW_MS;
+    const ms = announceRenewDelay(window, this.o.random);
+    this.event(`${what}: re-creating the mappings in ${(ms / 1000).toFixed(1)} s (a random wait of up to ${window / 1000} s, RFC 6887 §14.1.3)`);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (!this.closed) void this.run("router-restart");
+    }, ms);
+    this.restartTimer.unref?.();
+  }
+
+  /**
+   * A packet from the gateway on the announcement port that is not an
+   * announcement: an unsolicited PCP MAP response for one of our mappings
+   * (RFC 6887 §14.2) updates the report at once (step 6b); one whose epoch
+   * shows the router lost its state re-creates the mappings (§8.5, after the
+   * wait of §14.1.3). Anything else is ignored.
+   */
+  private unsolicited(p: Uint8Array, gateway: string): void {
+    const last = this.lastReport;
+    const store = this.o.pcpNonces ?? this.nonceStore;
+    if (this.closed || !last || !store || last.gateway !== gateway) return;
+    const u = unsolicitedMapUpdate(p, "tcp", (port) => (store.has("tcp", port) ? store.get("tcp", port) : null));
+    if (!u) return;
+    if (this.observe("pcp", u.epoch, gateway) === "reset") {
+      this.restartSoon(`the router lost its state (epoch ${u.epoch} s in an unsolicited PCP MAP response, RFC 6887 §8.5)`);
+      return;
+    }
+    const next = structuredClone(last);
+    const q = next.ports.find((x) => x.internalPort === u.internalPort && x.method === "pcp" && x.status === "mapped");
+    if (!q) return;
+    const known = next.externalAddress;
+    if (u.externalAddress !== "0.0.0.0" && u.externalAddress !== "::" && u.externalAddress !== known) {
+      next.externalAddress = u.externalAddress;
+      this.event(`the router's public address is now ${u.externalAddress}${known ? ` (was ${known})` : ""}, as it said in an unsolicited PCP MAP response (RFC 6887 §14.2)`);
+      // The double-NAT warning follows the new address.
+      next.warnings = next.warnings.filter((w) => !w.startsWith(DOUBLE_NAT_WARNING_START));
+      if (isNatInternalIPv4(u.externalAddress)) next.warnings.push(doubleNatWarning(`its WAN address is ${u.externalAddress}`));
+    }
+    const at = new Date().toISOString();
+    if (u.lifetime === 0 || u.externalPort !== q.port) {
+      // The mapping is gone or no longer on the port mail needs: lost, retried like a failed renewal.
+      const why = u.lifetime === 0 ? "the router deleted the mapping" : `the router moved the mapping to external port ${u.externalPort}`;
+      Object.assign(q, { status: "refused", method: null, lifetime: null, expiresAt: null, renewAt: null, detail: `not mapped: ${why} (unsolicited PCP MAP response, RFC 6887 §14.2)` });
+      q.renewal = { at, trigger: "address-change", ok: false, detail: q.detail };
+      next.manual = manualInstructions(next.ports, next.lanAddress);
+      this.consecutiveFailures++;
+      this.event(`port ${q.port}: ${why} (unsolicited PCP MAP response, RFC 6887 §14.2)`);
+    } else {
+      Object.assign(q, { lifetime: u.lifetime, expiresAt: new Date(Date.now() + u.lifetime * 1000).toISOString(), detail: `PCP: mapped for ${u.lifetime} s (updated by the router, RFC 6887 §14.2)` });
+    }
+    next.nextRunAt = null;
+    for (const x of next.ports) x.renewAt = null;
+    this.schedule(next);
+    next.events = [...this.events];
+    this.lastReport = next;
+    this.saveState(next);
   }
 
   /** Record an epoch of `gateway`; the trackers start over when the gateway changes. */
@@ -834,7 +1005,7 @@ export class RouterPortMapper {
     if (ann && this.listener?.gateway !== gateway && !this.listening) {
       this.listener?.l.close();
       this.listener = null;
-      this.listening = listenForAnnouncements({ gateway, ...ann, onAnnouncement: (a) => this.announced(a, gateway) })
+      this.listening = listenForAnnouncements({ gateway, ...ann, onAnnouncement: (a) => this.announced(a, gateway), onOther: (p) => this.unsolicited(p, gateway) })
         .then((l) => {
           if (this.closed) l.close();
           else this.listener = { gateway, l };
@@ -883,6 +1054,8 @@ export class RouterPortMapper {
       }
       if (this.closed) return;
       if (verdict === "reset") {
+        // Our own probe, not a packet the whole LAN heard: no wait (§14.1.3 is about unsolicited answers).
+        this.holds.clear();
         this.event("the router restarted (its PCP epoch failed the check of RFC 6887 §8.5): re-creating the mappings");
         void this.run("router-restart");
       } else if (this.lastReport) this.watch(this.lastReport);
@@ -919,8 +1092,7 @@ export class RouterPortMapper {
     if (a.kind === "pcp") {
       // Repeats of one ANNOUNCE carry a consistent epoch: only the first counts.
       if (verdict === "ok") return;
-      this.event(`the router announced a restart (PCP ANNOUNCE, epoch ${a.epoch} s): re-creating the mappings`);
-      void this.run("router-restart");
+      this.restartSoon(`the router announced a restart (PCP ANNOUNCE, epoch ${a.epoch} s)`);
     } else if (verdict === "reset") {
       this.event(`the router restarted (NAT-PMP announcement, epoch ${a.epoch} s): re-creating the mappings`);
       void this.run("router-restart");
@@ -934,7 +1106,8 @@ export class RouterPortMapper {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.probeTimer) clearTimeout(this.probeTimer);
-    this.timer = this.probeTimer = null;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.timer = this.probeTimer = this.restartTimer = null;
     this.listener?.l.close();
     this.listener = null;
   }
