@@ -20,11 +20,24 @@ export const EPOCH_SLACK_S = 2;
 export type EpochVerdict = "first" | "ok" | "reset";
 
 /**
- * The last epoch of one gateway and the local time it arrived. Pure: the
- * caller passes its monotonic clock (ms), so tests need no waiting.
+ * A rule judging a new epoch against the previous one: `prevEpoch` and the
+ * new `epoch` in the router's seconds, `elapsedS` on the client's clock.
+ */
+export type EpochRule = (prevEpoch: number, epoch: number, elapsedS: number) => "ok" | "reset";
+
+/** RFC 6886 §3.6: "reset" when more than 2 s below last epoch + 7/8 of the time elapsed since. */
+export const natPmpEpochRule: EpochRule = (prevEpoch, epoch, elapsedS) =>
+  epoch < prevEpoch + elapsedS * EPOCH_ELAPSED_FACTOR - EPOCH_SLACK_S ? "reset" : "ok";
+
+/**
+ * The last epoch of one gateway and the local time it arrived, judged by a
+ * rule (NAT-PMP's by default; pcp/epoch.ts passes PCP's). Pure: the caller
+ * passes its monotonic clock (ms), so tests need no waiting.
  */
 export class EpochTracker {
   private last: { epoch: number; atMs: number } | null = null;
+
+  constructor(private readonly rule: EpochRule = natPmpEpochRule) {}
 
   /** The last epoch seen, or null. */
   get epoch(): number | null {
@@ -32,17 +45,15 @@ export class EpochTracker {
   }
 
   /**
-   * Record `epoch` seen at `nowMs`. "reset" when it is more than 2 s below
-   * last epoch + 7/8 of the time elapsed since (RFC 6886 §3.6); the new
-   * value becomes the reference either way.
+   * Record `epoch` seen at `nowMs`: "first" for the first one, else the
+   * rule's verdict; the new value becomes the reference either way (both
+   * RFCs store the current times in all cases).
    */
   observe(epoch: number, nowMs: number): EpochVerdict {
     const prev = this.last;
     this.last = { epoch, atMs: nowMs };
     if (!prev) return "first";
-    const elapsedS = Math.max(0, nowMs - prev.atMs) / 1000;
-    const expected = prev.epoch + elapsedS * EPOCH_ELAPSED_FACTOR;
-    return epoch < expected - EPOCH_SLACK_S ? "reset" : "ok";
+    return this.rule(prev.epoch, epoch, Math.max(0, nowMs - prev.atMs) / 1000);
   }
 
   /** Forget the reference (another gateway). */

@@ -13,7 +13,7 @@
  * either returns a typed value or throws PcpMalformed, nothing else
  * (test/pcp/wire.test.ts checks that with random input).
  */
-import { isIPv4, isIPv6 } from "node:net";
+import { ipFromOctets16, ipOctets16, ipText, parseIp } from "../net/ip.ts";
 
 /** RFC 6887 §19.1: the server listens on UDP 5351 (shared with NAT-PMP), clients hear announcements on 5350. */
 export const PCP_SERVER_PORT = 5351;
@@ -187,58 +187,15 @@ function checkRange(what: string, v: number, max: number): void {
  * (::ffff:a.b.c.d), IPv6 as is. Throws RangeError for anything else.
  */
 export function addressOctets(address: string): Uint8Array {
-  const out = new Uint8Array(16);
-  if (isIPv4(address)) {
-    out[10] = 0xff;
-    out[11] = 0xff;
-    address.split(".").forEach((x, i) => (out[12 + i] = Number(x)));
-    return out;
-  }
-  if (!isIPv6(address)) throw new RangeError(`not an IP address: ${address}`);
-  let text = address.replace(/%.*$/, "");
-  // A trailing dotted quad (::ffff:1.2.3.4) becomes two groups.
-  const quad = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (quad) {
-    const o = quad[1]!.split(".").map(Number);
-    text = text.slice(0, -quad[1]!.length) + `${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes("::") ? (text.split("::") as [string, string]) : [text, null];
-  const h = head === "" ? [] : head.split(":");
-  const t = tail === null || tail === "" ? [] : tail.split(":");
-  const groups = tail === null ? h : [...h, ...Array<string>(8 - h.length - t.length).fill("0"), ...t];
-  groups.forEach((g, i) => {
-    const n = parseInt(g, 16);
-    out[i * 2] = n >> 8;
-    out[i * 2 + 1] = n & 0xff;
-  });
-  return out;
+  const ip = parseIp(address.replace(/%.*$/, ""));
+  if (!ip) throw new RangeError(`not an IP address: ${address}`);
+  return ipOctets16(ip);
 }
 
 /** The text of 16 address octets: a dotted quad for an IPv4-mapped address (§5), else compressed IPv6 (RFC 5952). */
 export function addressText(b: Uint8Array): string {
   if (b.length !== 16) throw new PcpMalformed(`an address is 16 octets, not ${b.length}`);
-  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((b[i * 2]! << 8) | b[i * 2 + 1]!);
-  // RFC 5952 §4.2: the longest run (2 or more) of zero groups becomes "::", the first one when tied.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((x) => x.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return ipText(ipFromOctets16(b));
 }
 
 /** The options, each padded to a multiple of 4 octets (§7.3). */
