@@ -4,10 +4,9 @@
  * phone-sized screen. Screenshots go to test-artifacts/web/.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
+import { join } from "node:path";
+import type { BrowserContext, Page } from "playwright-core";
+import { ARTIFACTS, launchChromium, loginInBrowser, shot as shotOf, type ChromiumFixture } from "./browser-fixture.ts";
 import { fakeChecks, startWeb, type WebHarness } from "./harness.ts";
 import { startLogRing, type LogRing } from "../../app/src/log/index.ts";
 import { parseAddress } from "../../app/src/smtp/address.ts";
@@ -21,12 +20,10 @@ import { reportJson } from "../../app/src/tlsrpt/report.ts";
 import { startFakeIgd, startFakeNatPmp, type FakeIgd, type FakeNatPmp } from "./fake-router.ts";
 import { sampleFeedback, sampleTlsReport } from "./report-fixtures.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = resolve(import.meta.dir, "../../test-artifacts/web");
 const ADMIN_PW = "browser admin pw";
 
 let h: WebHarness;
-let profile: TmpDir;
+let browser: ChromiumFixture;
 let ctx: BrowserContext;
 let page: Page;
 let ring: { ring: LogRing; stop(): void } | null = null;
@@ -34,8 +31,6 @@ let natpmp: FakeNatPmp | null = null;
 let igd: FakeIgd | null = null;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
-  mkdirSync(ARTIFACTS, { recursive: true });
   // Fake routers on 127.0.0.1: NAT-PMP refuses port 80, UPnP refuses it too (as many routers do below 1024), 443 is mapped.
   natpmp = await startFakeNatPmp({ refuse: [80] });
   igd = await startFakeIgd({ refuse: new Map([[80, [606, "Action not authorized"]]]) });
@@ -44,35 +39,23 @@ beforeAll(async () => {
     checks: fakeChecks({ publicIp: async () => "192.0.2.44", outboundPort25: async () => false }),
     dnsLookup: async (name, type) => (name === "example.org" && type === "MX" ? ["10 mail.example.org."] : []),
   });
-  profile = tmpDir("chromium");
-  ctx = await chromium.launchPersistentContext(profile.path, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 390, height: 844 },
-    isMobile: true,
-    hasTouch: true,
-  });
+  browser = await launchChromium("chromium", { phone: true, timeoutMs: 10_000 });
+  ({ ctx, page } = browser);
   // The log page's ring, chained after the harness's sink.
   ring = startLogRing(500);
   h.web.app.ctx.logRing = ring.ring;
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(10_000);
   page.on("dialog", (d) => void d.accept());
 }, 60_000);
 
 afterAll(async () => {
   ring?.stop();
-  await ctx?.close();
+  await browser?.close();
   await h?.close();
   await natpmp?.close();
   await igd?.close();
-  profile?.cleanup();
 });
 
-async function shot(name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
+const shot = (name: string) => shotOf(page, name);
 
 const cspViolations: string[] = [];
 
@@ -179,11 +162,7 @@ test("setup, wizard, accounts, aliases, logout and login in Chromium", async () 
   expect(await page.textContent("#accounts")).toContain("friend@example.org");
 
   // 6. The account page: login with the account, quota shown, logout.
-  await page.goto(`${h.http}/account/`);
-  await page.waitForSelector('#login-form input[name="username"]');
-  await page.fill('#login-form input[name="username"]', "friend@example.org");
-  await page.fill('#login-form input[name="password"]', "friend pw 12");
-  await page.click('#login-form button[type="submit"]');
+  await loginInBrowser(page, `${h.http}/account/`, "friend@example.org", "friend pw 12");
   await page.waitForSelector("#account-info");
   expect(await page.textContent("#quota")).toContain("of 1.0 GiB used");
   await shot("07-account");
@@ -264,13 +243,13 @@ test("operations pages: queue, hold rules, suppressions, TLS, logs, system with 
   await shot("11-system");
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#backup-form button")]);
   expect(download.suggestedFilename()).toMatch(/^letterbox-backup-.*\.tar$/);
-  const tarPath = join(profile.path, "backup.tar");
+  const tarPath = join(browser.profile.path, "backup.tar");
   await download.saveAs(tarPath);
   const list = Bun.spawnSync(["tar", "-tf", tarPath]);
   expect(list.exitCode).toBe(0);
   expect(list.stdout.toString()).toContain("./index.db");
   // SSH: add a key made by ssh-keygen, see it listed with its fingerprint, remove it.
-  const sshKey = join(profile.path, "id_ed25519");
+  const sshKey = join(browser.profile.path, "id_ed25519");
   expect(Bun.spawnSync(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "browser@test", "-f", sshKey]).exitCode).toBe(0);
   await page.fill('#ssh-key-form textarea[name="key"]', readFileSync(`${sshKey}.pub`, "utf8"));
   await page.click('#ssh-key-form button[type="submit"]');
@@ -283,16 +262,12 @@ test("operations pages: queue, hold rules, suppressions, TLS, logs, system with 
 }, 120_000);
 
 test("account page: client settings and profile, TLS client certificate, rules", async () => {
-  await page.goto(`${h.http}/account/`);
-  await page.waitForSelector('#login-form input[name="username"]');
-  await page.fill('#login-form input[name="username"]', "me@example.org");
-  await page.fill('#login-form input[name="password"]', "my mail pw 1");
-  await page.click('#login-form button[type="submit"]');
+  await loginInBrowser(page, `${h.http}/account/`, "me@example.org", "my mail pw 1");
   await page.waitForSelector("#client-settings");
   expect(await page.textContent("#client-settings")).toContain("mail.example.org, port 993, TLS");
   const [profileDl] = await Promise.all([page.waitForEvent("download"), page.click("#mobileconfig")]);
   expect(profileDl.suggestedFilename()).toBe("me@example.org.mobileconfig");
-  const profilePath = join(profile.path, "p.mobileconfig");
+  const profilePath = join(browser.profile.path, "p.mobileconfig");
   await profileDl.saveAs(profilePath);
   expect(readFileSync(profilePath, "utf8")).toContain("<string>com.apple.mail.managed</string>");
 

@@ -6,62 +6,33 @@
  * the browser until the message is open.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
-import { chromium, type BrowserContext, type Page, type Route } from "playwright-core";
-import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { startWeb, type WebHarness } from "./harness.ts";
+import type { Page, Route } from "playwright-core";
+import type { Store } from "../../app/src/store/index.ts";
+import { loginInBrowser, startWebmailInBrowser, type WebmailInBrowser } from "./browser-fixture.ts";
+import { deliverTo, type WebHarness } from "./harness.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PW = "list refresh race pw";
 
-let dir: TmpDir;
+let f: WebmailInBrowser<[number]>;
 let store: Store;
 let h: WebHarness;
-let profile: TmpDir;
-let ctx: BrowserContext;
 let page: Page;
 let meId = 0;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
-  dir = tmpDir("list-refresh-race");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
-  meId = (await store.addAccount("me@example.org", PW)).id;
-  h = await startWeb({ dir, store });
-  profile = tmpDir("chromium-list-refresh-race");
-  ctx = await chromium.launchPersistentContext(profile.path, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1200, height: 800 },
-  });
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(20_000);
+  f = await startWebmailInBrowser("list-refresh-race", [["me@example.org", PW]], { viewport: { width: 1200, height: 800 }, timeoutMs: 20_000 });
+  ({ store, h, page, ids: [meId] } = f);
 }, 60_000);
 
-afterAll(async () => {
-  await ctx?.close();
-  await h?.close();
-  await store?.close();
-  profile?.cleanup();
-  dir?.cleanup();
-});
+afterAll(() => f?.close());
 
 async function deliver(subject: string): Promise<void> {
-  const raw = `From: Friend <friend@example.org>\r\nTo: me@example.org\r\nSubject: ${subject}\r\nDate: Mon, 2 Nov 2026 18:00:00 +0000\r\n\r\nHello.\r\n`;
-  await store.deliver({ data: new TextEncoder().encode(raw), targets: [{ accountId: meId }] });
+  await deliverTo(store, meId, `From: Friend <friend@example.org>\r\nTo: me@example.org\r\nSubject: ${subject}\r\nDate: Mon, 2 Nov 2026 18:00:00 +0000\r\n\r\nHello.\r\n`);
 }
 
 test("a list refresh answered after a message was opened does not put the list back over it", async () => {
   await deliver("First letter");
-  await page.goto(`${h.http}/webmail/`);
-  await page.waitForSelector("#login-form");
-  await page.fill('#login-form input[name="username"]', "me@example.org");
-  await page.fill('#login-form input[name="password"]', PW);
-  await page.click('#login-form button[type="submit"]');
+  await loginInBrowser(page, `${h.http}/webmail/`, "me@example.org", PW);
   await page.waitForSelector('#message-list li.wm-msg:has-text("First letter")');
   // The page asked for its list (and the event stream's first refresh) before this point; from now on, the
   // list requests are held until released.

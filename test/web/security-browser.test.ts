@@ -9,28 +9,23 @@
  * is opened top-level (no iframe sandbox attribute): the CSP alone must hold.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
-import { chromium, type Browser, type BrowserContext } from "playwright-core";
-import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { startWeb, type WebHarness } from "./harness.ts";
+import type { BrowserContext } from "playwright-core";
+import type { Store } from "../../app/src/store/index.ts";
+import { startWebmailInBrowser, type WebmailInBrowser } from "./browser-fixture.ts";
+import { deliverTo, type WebHarness } from "./harness.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const PW = "browser secret 1";
 const PNG_1PX = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
 
-let dir: TmpDir;
+let f: WebmailInBrowser<[number]>;
 let store: Store;
 let h: WebHarness;
-let browser: Browser;
 let ctx: BrowserContext;
 let tracker: ReturnType<typeof Bun.serve>;
 const hits: string[] = [];
 let meId = 0;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
   tracker = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -41,17 +36,8 @@ beforeAll(async () => {
       return new Response(PNG_1PX, { headers: { "Content-Type": "image/png" } });
     },
   });
-  dir = tmpDir("web-security-browser");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
-  meId = (await store.addAccount("me@example.org", PW)).id;
-  h = await startWeb({ dir, store });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  ctx = await browser.newContext();
+  f = await startWebmailInBrowser("web-security-browser", [["me@example.org", PW]]);
+  ({ store, h, ctx, ids: [meId] } = f);
   // Log in through the API with the context's cookie jar (the browser then sends the session cookie).
   const prep = await ctx.request.post(`${h.http}/account/api/loginPrep`, { headers: { "content-type": "application/json" }, data: "{}" });
   const login = await ctx.request.post(`${h.http}/account/api/login`, {
@@ -62,12 +48,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await ctx?.close();
-  await browser?.close();
-  await h?.close();
-  await store?.close();
+  await f?.close();
   tracker?.stop(true);
-  dir?.cleanup();
 });
 
 /** Every vector names its own path, so a hit says which one got through. Images: what "load remote images" may fetch. */
@@ -127,8 +109,8 @@ const IMAGE_PATHS = /^\/img\/|^\/base\/relative-to-base\.png$/;
 test("a hostile HTML mail makes no request before 'load remote images', and only image requests after", async () => {
   const t = `http://127.0.0.1:${tracker.port}`;
   const raw = ["From: m@remote.example", "To: me@example.org", "Subject: vectors", "MIME-Version: 1.0", "Content-Type: text/html; charset=utf-8", "", hostileHtml(t), ""].join("\r\n");
-  const [d] = await store.deliver({ data: new TextEncoder().encode(raw), targets: [{ accountId: meId }], receivedAt: new Date() });
-  const url = `${h.http}/account/webmail/msg/${d!.messageId}/html`;
+  const id = await deliverTo(store, meId, raw, { receivedAt: new Date() });
+  const url = `${h.http}/account/webmail/msg/${id}/html`;
 
   const page = await ctx.newPage();
   try {

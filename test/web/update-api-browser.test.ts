@@ -9,41 +9,32 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
+import { launchChromium, type ChromiumFixture } from "./browser-fixture.ts";
 import { startWeb, type WebHarness } from "./harness.ts";
 import { PROGRESS_FILE } from "../../app/src/system/update.ts";
 import { parseUpdateRequest, REQUEST_RESULT_FILE, updateRequestPath } from "../../app/src/system/update-request.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const ADMIN_PW = "update browser admin pw";
 
 let h: WebHarness;
-let profile: TmpDir;
-let ctx: BrowserContext;
+let browser: ChromiumFixture;
 let page: Page;
 // The root side's report folder (on the device /data/update), played by this test.
 let state: TmpDir;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
   state = tmpDir("update-browser-state");
   mkdirSync(state.path, { recursive: true });
   h = await startWeb({ updateStateDir: state.path });
-  profile = tmpDir("chromium-update");
-  ctx = await chromium.launchPersistentContext(profile.path, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(15_000);
+  browser = await launchChromium("chromium-update", { timeoutMs: 15_000 });
+  page = browser.page;
 }, 60_000);
 
 afterAll(async () => {
-  await ctx?.close();
+  await browser?.close();
   await h?.close();
-  profile?.cleanup();
   state?.cleanup();
 });
 

@@ -7,78 +7,32 @@
  * and "!" (junk). Screenshots go to test-artifacts/web/.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { startWeb, type WebHarness } from "./harness.ts";
+import type { Page } from "playwright-core";
+import type { Store } from "../../app/src/store/index.ts";
+import { loginInBrowser, shot as shotOf, startWebmailInBrowser, type WebmailInBrowser } from "./browser-fixture.ts";
+import { deliverTo, testBytes, type WebHarness } from "./harness.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = resolve(import.meta.dir, "../../test-artifacts/web");
 const PW = "webmail drafts browser pw";
 
-let dir: TmpDir;
+let f: WebmailInBrowser<[number, number]>;
 let store: Store;
 let h: WebHarness;
-let profile: TmpDir;
-let ctx: BrowserContext;
 let page: Page;
+let pageErrors: string[];
 let meId = 0;
 let friendId = 0;
-const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
-  mkdirSync(ARTIFACTS, { recursive: true });
-  dir = tmpDir("webmail-drafts-browser");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
-  meId = (await store.addAccount("me@example.org", PW)).id;
-  friendId = (await store.addAccount("friend@example.org", "friend pw 123")).id;
-  h = await startWeb({ dir, store });
-  profile = tmpDir("chromium-webmail-drafts");
-  ctx = await chromium.launchPersistentContext(profile.path, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1200, height: 800 },
-  });
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(15_000);
-  page.on("pageerror", (e) => pageErrors.push(e.message));
+  f = await startWebmailInBrowser("webmail-drafts-browser", [["me@example.org", PW], ["friend@example.org", "friend pw 123"]], { viewport: { width: 1200, height: 800 }, timeoutMs: 15_000 });
+  ({ store, h, page, pageErrors, ids: [meId, friendId] } = f);
 }, 60_000);
 
-afterAll(async () => {
-  await ctx?.close();
-  await h?.close();
-  await store?.close();
-  profile?.cleanup();
-  dir?.cleanup();
-});
+afterAll(() => f?.close());
 
-async function shot(name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-/** A file's octets: deterministic, not all alike. */
-function fileBytes(n: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = 42;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
+const shot = (name: string) => shotOf(page, name);
 
 test("upload a 6 MiB attachment, save a draft, reopen it from Drafts, send it", async () => {
-  await page.goto(`${h.http}/webmail/`);
-  await page.waitForSelector("#login-form");
-  await page.fill('#login-form input[name="username"]', "me@example.org");
-  await page.fill('#login-form input[name="password"]', PW);
-  await page.click('#login-form button[type="submit"]');
+  await loginInBrowser(page, `${h.http}/webmail/`, "me@example.org", PW);
   await page.waitForSelector("#mailboxes button[data-mailbox='Drafts']");
 
   // "c" opens the compose form.
@@ -89,7 +43,7 @@ test("upload a 6 MiB attachment, save a draft, reopen it from Drafts, send it", 
   await page.fill('#compose-form input[name="bcc"]', "archive@example.org");
   await page.fill('#compose-form input[name="subject"]', "The survey data");
   await page.fill('#compose-form textarea[name="text"]', "Here is the data set.");
-  const data = fileBytes(6 * 1024 * 1024 + 3);
+  const data = Buffer.from(testBytes(6 * 1024 * 1024 + 3, 42));
   await page.setInputFiles("#compose-attach", { name: "survey.bin", mimeType: "application/octet-stream", buffer: data });
   await page.waitForSelector('#compose-files li[data-upload]:has-text("survey.bin")');
   expect(await page.textContent("#compose-files")).toContain("6.0 MiB");
@@ -133,12 +87,11 @@ test("upload a 6 MiB attachment, save a draft, reopen it from Drafts, send it", 
 }, 90_000);
 
 test("keyboard: ? shows the shortcuts, a replies to all, ! marks junk", async () => {
-  const [d] = await store.deliver({
-    data: new TextEncoder().encode(
-      "From: Ann <ann@remote.example>\r\nTo: me@example.org, Bob <bob@remote.example>\r\nCc: cy@remote.example, me@example.org\r\nSubject: Team lunch\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <lunch@remote.example>\r\n\r\nWhere shall we go?\r\n",
-    ),
-    targets: [{ accountId: meId }],
-  });
+  const lunchId = await deliverTo(
+    store,
+    meId,
+    "From: Ann <ann@remote.example>\r\nTo: me@example.org, Bob <bob@remote.example>\r\nCc: cy@remote.example, me@example.org\r\nSubject: Team lunch\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\nMessage-ID: <lunch@remote.example>\r\n\r\nWhere shall we go?\r\n",
+  );
   await page.click('#mailboxes button[data-mailbox="Inbox"]');
   await page.waitForSelector('#message-list li.wm-msg:has-text("Team lunch")');
   await page.locator("body").click({ position: { x: 5, y: 5 } });
@@ -152,7 +105,7 @@ test("keyboard: ? shows the shortcuts, a replies to all, ! marks junk", async ()
   await page.waitForSelector("#shortcut-help", { state: "detached" });
 
   await page.click('#message-list li.wm-msg:has-text("Team lunch") button.wm-open');
-  await page.waitForSelector(`#message-view[data-id="${d!.messageId}"]`);
+  await page.waitForSelector(`#message-view[data-id="${lunchId}"]`);
   await page.locator("#subject").click();
   await page.keyboard.press("a");
   await page.waitForSelector("#compose-form");
@@ -162,7 +115,7 @@ test("keyboard: ? shows the shortcuts, a replies to all, ! marks junk", async ()
   await page.click("#discard");
 
   await page.click('#message-list li.wm-msg:has-text("Team lunch") button.wm-open');
-  await page.waitForSelector(`#message-view[data-id="${d!.messageId}"]`);
+  await page.waitForSelector(`#message-view[data-id="${lunchId}"]`);
   await page.locator("#subject").click();
   await page.keyboard.press("!");
   await page.waitForSelector('#wm-status:has-text("Marked as junk.")');

@@ -7,29 +7,22 @@
  * test-artifacts/web/.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync } from "node:fs";
-import { join, resolve } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { startWeb, type WebHarness } from "./harness.ts";
+import type { Page } from "playwright-core";
+import type { Store } from "../../app/src/store/index.ts";
+import { loginInBrowser, shot as shotOf, startWebmailInBrowser, type WebmailInBrowser } from "./browser-fixture.ts";
+import { deliverTo, type WebHarness } from "./harness.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = resolve(import.meta.dir, "../../test-artifacts/web");
 const PW = "webmail browser pw";
 
-let dir: TmpDir;
+let f: WebmailInBrowser<[number, number]>;
 let store: Store;
 let h: WebHarness;
-let profile: TmpDir;
-let ctx: BrowserContext;
 let page: Page;
+let pageErrors: string[];
 let meId = 0;
 /** The loopback "remote" server: every request it gets, by path. */
 let remote: ReturnType<typeof Bun.serve>;
 const remoteHits: string[] = [];
-const pageErrors: string[] = [];
 
 const PNG_1PX = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
 
@@ -64,8 +57,6 @@ function hostileMail(base: string): string {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install chromium`);
-  mkdirSync(ARTIFACTS, { recursive: true });
   remote = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -74,55 +65,24 @@ beforeAll(async () => {
       return new Response(PNG_1PX, { headers: { "Content-Type": "image/png" } });
     },
   });
-  dir = tmpDir("webmail-browser");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
-  meId = (await store.addAccount("me@example.org", PW)).id;
-  await store.addAccount("friend@example.org", "friend pw 123");
-  h = await startWeb({ dir, store });
-  profile = tmpDir("chromium-webmail");
-  ctx = await chromium.launchPersistentContext(profile.path, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 390, height: 844 },
-    isMobile: true,
-    hasTouch: true,
-  });
-  page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.setDefaultTimeout(10_000);
-  page.on("pageerror", (e) => pageErrors.push(e.message));
+  f = await startWebmailInBrowser("webmail-browser", [["me@example.org", PW], ["friend@example.org", "friend pw 123"]], { phone: true, timeoutMs: 10_000 });
+  ({ store, h, page, pageErrors, ids: [meId] } = f);
 }, 60_000);
 
 afterAll(async () => {
-  await ctx?.close();
-  await h?.close();
-  await store?.close();
+  await f?.close();
   remote?.stop(true);
-  profile?.cleanup();
-  dir?.cleanup();
 });
 
-async function shot(name: string): Promise<void> {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-}
-
-async function deliver(raw: string, receivedAt = new Date()): Promise<number> {
-  const [d] = await store.deliver({ data: new TextEncoder().encode(raw), targets: [{ accountId: meId }], receivedAt });
-  return d!.messageId;
-}
+const shot = (name: string) => shotOf(page, name);
+const deliver = (raw: string, receivedAt = new Date()) => deliverTo(store, meId, raw, { receivedAt });
 
 test("log in, new mail appears by itself, open, reply, see the reply in Sent", async () => {
   await deliver(
     "From: Friend <friend@example.org>\r\nTo: me@example.org\r\nSubject: Dinner on Friday?\r\nDate: Mon, 2 Nov 2026 18:00:00 +0000\r\nMessage-ID: <dinner-1@example.org>\r\n\r\nShall we meet at eight?\r\n<b>not markup</b>\r\n",
     new Date("2026-11-02T18:00:00Z"),
   );
-  await page.goto(`${h.http}/webmail/`);
-  await page.waitForSelector("#login-form");
-  await shot("webmail-01-login");
-  await page.fill('#login-form input[name="username"]', "me@example.org");
-  await page.fill('#login-form input[name="password"]', PW);
-  await page.click('#login-form button[type="submit"]');
+  await loginInBrowser(page, `${h.http}/webmail/`, "me@example.org", PW, { screenshot: "webmail-01-login" });
   await page.waitForSelector("#message-list li.wm-msg");
   expect(await page.textContent("#message-list")).toContain("Dinner on Friday?");
   expect(await page.textContent("#who")).toContain("me@example.org");

@@ -20,39 +20,27 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
+import type { Store } from "../../app/src/store/index.ts";
 import { Queue } from "../../app/src/queue/index.ts";
-import { canonicalizeBodyRelaxed, dkimSign, dkimSignatureFields, RelaxedBodyHash, loadDkimKeys, makeSigner, dnsRecords } from "../../app/src/dkim/index.ts";
+import { canonicalizeBodyRelaxed, dkimSign, dkimSignatureFields, RelaxedBodyHash, loadDkimKeys, makeSigner } from "../../app/src/dkim/index.ts";
 import { verifyDkim } from "../../app/src/dkim/verify.ts";
 import { composeMessage, composeMessageToFile, ComposeError } from "../../app/src/web/webmail-compose.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { startZoneDns, type Zone } from "../spf/zone-dns.ts";
+import type { TmpDir } from "../helpers/tmp.ts";
+import { startZoneDns } from "../spf/zone-dns.ts";
+import { openTestStore, publishDkimKeys, testBytes as bytes } from "./harness.ts";
 
 const enc = new TextEncoder();
 let dir: TmpDir;
 let store: Store;
 
 beforeAll(async () => {
-  dir = tmpDir("webmail-spool");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
+  ({ dir, store } = await openTestStore("webmail-spool"));
 });
 
 afterAll(async () => {
   await store?.close();
   dir?.cleanup();
 });
-
-/** Deterministic bytes that are not all alike. */
-function bytes(n: number, seed = 1): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 test("composeMessageToFile writes the octets composeMessage builds, across chunk and line ends; a changed file is refused", async () => {
   const addr = { localPart: "me", domain: "example.org" };
@@ -147,13 +135,7 @@ test("Queue.submitFile spools what submit would (signed), across header chunks; 
     // And a verifier agrees.
     const zone = await startZoneDns();
     try {
-      const z: Zone = new Map();
-      for (const rec of dnsRecords(keys)) {
-        const chunks: string[] = [];
-        for (let i = 0; i < rec.value.length; i += 255) chunks.push(rec.value.slice(i, i + 255));
-        z.set(rec.name.replace(/\.$/, ""), [{ type: "TXT", data: chunks }]);
-      }
-      zone.zone = z;
+      publishDkimKeys(zone, keys);
       const results = await verifyDkim(zone.resolver(), spooled, { now: at });
       expect(results.map((x) => x.result)).toEqual(["pass", "pass"]);
     } finally {

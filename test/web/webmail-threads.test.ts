@@ -7,17 +7,12 @@
  * mailbox's message set is unchanged).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
+import type { Store } from "../../app/src/store/index.ts";
 import { WebmailStore, type ThreadRow } from "../../app/src/store/webmail.ts";
 import { computeMeta } from "../../app/src/store/message-meta.ts";
 import { buildThreads, ConversationCache } from "../../app/src/web/webmail-threads.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { Client, startWeb, type WebHarness } from "./harness.ts";
-import { join } from "node:path";
-import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
-import { startImapServers } from "../../app/src/imapserver/server.ts";
-import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
+import type { TmpDir } from "../helpers/tmp.ts";
+import { Client, openTestStore, runPython, startTestImaps, startWeb, type WebHarness } from "./harness.ts";
 
 const PW = "webmail threads test pw";
 const enc = new TextEncoder();
@@ -105,11 +100,7 @@ describe("conversations over the API", () => {
   let csrf: string;
   let meId = 0;
 
-  async function call<T = any>(method: string, params: object = {}): Promise<T> {
-    const r = await client.api("/account/", method, params, { csrf });
-    if (r.status !== 200) throw new Error(`${method}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body as T;
-  }
+  const call = <T = any>(method: string, params: object = {}) => client.ok<T>("/account/", method, params, csrf);
 
   async function deliverTo(mailbox: string, items: { data: string; at: number }[]): Promise<number[]> {
     const out: number[] = [];
@@ -123,10 +114,7 @@ describe("conversations over the API", () => {
   }
 
   beforeAll(async () => {
-    dir = tmpDir("webmail-threads");
-    store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-    store.addDomain("example.org");
-    meId = (await store.addAccount("me@example.org", PW)).id;
+    ({ dir, store, ids: [meId] } = await openTestStore("webmail-threads", ["me@example.org", PW]));
     store.createMailbox(meId, "Small");
     store.createMailbox(meId, "Big");
     h = await startWeb({ dir, store });
@@ -205,21 +193,8 @@ describe("conversations over the API", () => {
     const ours: number[][] = [];
     for (const item of page.items) ours.push(((await call("conversation", { id: item.id })).items as { id: number }[]).map((i) => uidOf.get(i.id)!).sort((a, b) => a - b));
 
-    const tls = await loadOrCreateSelfSigned(join(dir.path, "tls"), ["localhost"]);
-    const config: Config = {
-      file: null,
-      hostname: "mail.example.org",
-      dataDir: dir.path,
-      logLevel: "error",
-      tls: null,
-      listeners: [{ name: "test", ips: ["127.0.0.1"], imaps: { port: 0 } }],
-      limits: { ...DEFAULT_LIMITS, exemptLoopback: true },
-      catchallSeparator: "+",
-      localserve: false,
-    };
-    const imap = await startImapServers({ config, store, tls: { certPem: tls.certPem, keyPem: tls.keyPem }, log: new Logger({ room: "imapserver" }), authDelayBaseMs: 5 });
+    const { imap, port } = await startTestImaps(dir, store);
     try {
-      const port = imap.addresses.find((a) => a.kind === "imaps")!.port;
       const py = `
 import imaplib, json, ssl, sys, re
 port, user, pw, box = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
@@ -243,10 +218,7 @@ for tok in re.findall(r"[()]|[0-9]+", text):
 print(json.dumps(threads))
 m.logout()
 `;
-      const p = Bun.spawn(["/usr/bin/python3", "-c", py, String(port), "me@example.org", PW, mbName], { stdout: "pipe", stderr: "pipe" });
-      const timer = setTimeout(() => p.kill(9), 30_000);
-      const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-      clearTimeout(timer);
+      const { code, out, err } = await runPython(py, [port, "me@example.org", PW, mbName]);
       expect(`${code} ${err}`).toBe("0 ");
       const theirs = JSON.parse(out) as number[][];
       const key = (l: number[][]) => l.map((t) => t.join(",")).sort();

@@ -9,16 +9,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
 import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
+import type { Store } from "../../app/src/store/index.ts";
 import { JunkFilter } from "../../app/src/junk/filter.ts";
 import { JunkStore } from "../../app/src/store/junk.ts";
-import { startImapServers } from "../../app/src/imapserver/server.ts";
-import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
+import type { ImapServers } from "../../app/src/imapserver/server.ts";
 import { parseHeaderSection } from "../../app/src/smtp/header.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { Client, startWeb, type WebHarness } from "./harness.ts";
+import type { TmpDir } from "../helpers/tmp.ts";
+import { Client, openTestStore, runPython, startTestImaps, startWeb, testBytes as bytes, type WebHarness } from "./harness.ts";
 import { Webmail } from "../../app/src/web/webmail-api.ts";
 import { Router } from "../../app/src/web/router.ts";
 import { base64Size } from "../../app/src/web/webmail-upload.ts";
@@ -34,25 +32,10 @@ let client: Client;
 let csrf: string;
 let meId: number;
 let youId: number;
-let imap: Awaited<ReturnType<typeof startImapServers>> | null = null;
+let imap: ImapServers | null = null;
 let imapPort = 0;
 
-async function call<T = any>(method: string, params: object = {}, c = client, token = csrf): Promise<T> {
-  const r = await c.api("/account/", method, params, { csrf: token });
-  if (r.status !== 200) throw new Error(`${method}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body as T;
-}
-
-/** Deterministic bytes that are not all alike (so a shifted copy would not compare equal). */
-function bytes(n: number, seed = 1): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = seed;
-  for (let i = 0; i < n; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
+const call = <T = any>(method: string, params: object = {}, c = client, token = csrf) => c.ok<T>("/account/", method, params, token);
 
 async function upload(data: Uint8Array | ReadableStream<Uint8Array>, name: string, opts: { c?: Client; token?: string | null; type?: string } = {}) {
   const c = opts.c ?? client;
@@ -91,41 +74,18 @@ m.logout()
 `;
 
 async function imaplibDrafts(): Promise<string> {
-  const p = Bun.spawn(["/usr/bin/python3", "-c", PY, String(imapPort), "me@example.org", PW], { stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => p.kill(9), 30_000);
-  try {
-    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    if (code !== 0) throw new Error(`imaplib failed (${code}): ${out}${err}`);
-    return out;
-  } finally {
-    clearTimeout(timer);
-  }
+  const { code, out, err } = await runPython(PY, [imapPort, "me@example.org", PW]);
+  if (code !== 0) throw new Error(`imaplib failed (${code}): ${out}${err}`);
+  return out;
 }
 
 beforeAll(async () => {
-  dir = tmpDir("webmail-upload");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
-  meId = (await store.addAccount("me@example.org", PW)).id;
-  youId = (await store.addAccount("you@example.org", "other account pw")).id;
+  ({ dir, store, ids: [meId, youId] } = await openTestStore("webmail-upload", ["me@example.org", PW], ["you@example.org", "other account pw"]));
   junk = new JunkFilter(new JunkStore(store.db));
   h = await startWeb({ dir, store, junk });
   client = new Client(h.http);
   csrf = await client.login("/account/", PW, "me@example.org");
-  const tls = await loadOrCreateSelfSigned(join(dir.path, "tls"), ["localhost"]);
-  const config: Config = {
-    file: null,
-    hostname: "mail.example.org",
-    dataDir: dir.path,
-    logLevel: "error",
-    tls: null,
-    listeners: [{ name: "test", ips: ["127.0.0.1"], imaps: { port: 0 } }],
-    limits: { ...DEFAULT_LIMITS, exemptLoopback: true },
-    catchallSeparator: "+",
-    localserve: false,
-  };
-  imap = await startImapServers({ config, store, tls: { certPem: tls.certPem, keyPem: tls.keyPem }, log: new Logger({ room: "imapserver" }), authDelayBaseMs: 5 });
-  imapPort = imap.addresses.find((a) => a.kind === "imaps")!.port;
+  ({ imap, port: imapPort } = await startTestImaps(dir, store));
 }, 60_000);
 
 afterAll(async () => {
@@ -415,10 +375,7 @@ for mid in ["answer-me@remote.example", "fwd-direct@remote.example", "fwd-draft@
     print(mid, d[0].decode())
 m.logout()
 `;
-    const p = Bun.spawn(["/usr/bin/python3", "-c", py, String(imapPort), "me@example.org", PW], { stdout: "pipe", stderr: "pipe" });
-    const timer = setTimeout(() => p.kill(9), 30_000);
-    const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-    clearTimeout(timer);
+    const { code, out, err } = await runPython(py, [imapPort, "me@example.org", PW]);
     expect(`${code} ${err}`).toBe("0 ");
     const line = (mid: string) => out.split("\n").find((l) => l.startsWith(mid)) ?? "";
     expect(line("answer-me@remote.example")).toContain("\\Answered");

@@ -8,19 +8,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import nodemailer from "nodemailer";
 import { Logger } from "../../app/src/log/index.ts";
-import { openStore, type Store } from "../../app/src/store/index.ts";
+import type { Store } from "../../app/src/store/index.ts";
 import { Queue } from "../../app/src/queue/index.ts";
 import type { Transport } from "../../app/src/queue/types.ts";
 import { JunkFilter } from "../../app/src/junk/filter.ts";
 import { JunkStore } from "../../app/src/store/junk.ts";
 import { makeDkimSigner } from "../../app/cli/outgoing.ts";
-import { loadDkimKeys, dnsRecords } from "../../app/src/dkim/index.ts";
+import { loadDkimKeys } from "../../app/src/dkim/index.ts";
 import { DEFAULT_DKIM } from "../../app/src/config/types.ts";
 import { verifyDkim } from "../../app/src/dkim/verify.ts";
 import { startSmtpServers, type SmtpServers } from "../../app/src/smtpserver/index.ts";
-import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { startZoneDns, type ZoneDns, type Zone } from "../spf/zone-dns.ts";
-import { Client, startWeb, type WebHarness } from "./harness.ts";
+import type { TmpDir } from "../helpers/tmp.ts";
+import { startZoneDns, type ZoneDns } from "../spf/zone-dns.ts";
+import { Client, deliverTo, openTestStore, publishDkimKeys, startWeb, type WebHarness } from "./harness.ts";
 import { Webmail } from "../../app/src/web/webmail-api.ts";
 import { Router } from "../../app/src/web/router.ts";
 
@@ -89,28 +89,15 @@ const MULTIPART = [
   "",
 ].join("\r\n");
 
-async function deliver(data: Uint8Array, mailbox = "\\Inbox", receivedAt = new Date()): Promise<number> {
-  const [d] = await store.deliver({ data, targets: [{ accountId: meId, mailbox }], receivedAt });
-  return d!.messageId;
-}
-
-async function call<T = any>(method: string, params: object = {}): Promise<T> {
-  const r = await client.api("/account/", method, params, { csrf });
-  if (r.status !== 200) throw new Error(`${method}: ${r.status} ${JSON.stringify(r.body)}`);
-  return r.body as T;
-}
+const deliver = (data: Uint8Array, mailbox = "\\Inbox", receivedAt = new Date()) => deliverTo(store, meId, data, { mailbox, receivedAt });
+const call = <T = any>(method: string, params: object = {}) => client.ok<T>("/account/", method, params, csrf);
 
 function mailboxId(name: string, list: { id: number; name: string }[]): number {
   return list.find((m) => m.name === name)!.id;
 }
 
 beforeAll(async () => {
-  dir = tmpDir("webmail");
-  store = await openStore(dir.path, { log: new Logger({ room: "store" }) });
-  store.addDomain("example.org");
-  const me = await store.addAccount("me@example.org", PW);
-  meId = me.id;
-  await store.addAccount("you@example.org", "other account pw");
+  ({ dir, store, ids: [meId] } = await openTestStore("webmail", ["me@example.org", PW], ["you@example.org", "other account pw"]));
   let signer: ((d: Uint8Array, domain: string) => Promise<Uint8Array>) | null = null;
   queue = new Queue({ store, log: new Logger({ room: "queue" }), hostname: "mail.example.org", remote: noTransport, sign: (d, domain) => signer!(d, domain) });
   junk = new JunkFilter(new JunkStore(store.db));
@@ -292,13 +279,7 @@ describe("webmail API", () => {
 
     // Our verifier, with the published key records served by a DNS server on loopback.
     const keys = loadDkimKeys(h.web.app.ctx.config.dataDir, [{ domain: "example.org", selectors: DEFAULT_DKIM.selectors }]);
-    const z: Zone = new Map();
-    for (const rec of dnsRecords(keys)) {
-      const chunks: string[] = [];
-      for (let i = 0; i < rec.value.length; i += 255) chunks.push(rec.value.slice(i, i + 255));
-      z.set(rec.name.replace(/\.$/, ""), [{ type: "TXT", data: chunks }]);
-    }
-    zone.zone = z;
+    publishDkimKeys(zone, keys);
     const results = await verifyDkim(zone.resolver(), data);
     expect(results.length).toBe(2);
     for (const res of results) {
