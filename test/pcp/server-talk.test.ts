@@ -15,111 +15,48 @@
  *   PCP request still waits (the waits overlap), but PCP keeps its tries
  *   and, when it answers late, still maps.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import dgram from "node:dgram";
-import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
-import { Logger } from "../../app/src/log/index.ts";
-import { mapRouterPorts, RouterPortMapper, type PortMappingOptions, type PortMappingReport } from "../../app/src/web/port-mapping.ts";
-import { startFakeNatPmp, type FakeNatPmp } from "../web/fake-router.ts";
-import { startPcpFixture, type PcpFixture } from "./fixture-server.ts";
+import { expect, test } from "bun:test";
+import { mapRouterPorts, RouterPortMapper, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
+import { startFakeNatPmp } from "../web/fake-router.ts";
+import { mappingConfig, pcpLoopbackOptions, portOf as port, testLog as log, until, useFakeRouters } from "../web/port-mapping-fixture.ts";
+import { startPcpFixture } from "./fixture-server.ts";
 
-const log = new Logger({ room: "test" });
-const config: Config = {
-  file: null,
-  hostname: "mail.example.org",
-  dataDir: "/nonexistent",
-  logLevel: "info",
-  tls: null,
-  listeners: [{ name: "public", ips: ["0.0.0.0"], smtp: { port: 25 }, submission: { port: 587 }, imaps: { port: 993 } }],
-  limits: DEFAULT_LIMITS,
-  catchallSeparator: "",
-  localserve: false,
-};
+const config = mappingConfig({ smtp: { port: 25 }, submission: { port: 587 }, imaps: { port: 993 } });
 
-let fx: PcpFixture | null = null;
-let pmp: FakeNatPmp | null = null;
-let mapper: RouterPortMapper | null = null;
-/** A UDP port that never answers; the arrival time of every PCP request (version 2: SSDP searches come here too). */
-let silent: dgram.Socket | null = null;
-let silentPort = 0;
-const silentHeard: number[] = [];
-beforeAll(async () => {
-  silent = dgram.createSocket("udp4");
-  silent.on("message", (m) => {
-    if (m[0] === 2) silentHeard.push(performance.now());
-  });
-  await new Promise<void>((r) => silent!.bind(0, "127.0.0.1", () => r()));
-  silentPort = silent.address().port;
-});
-afterAll(() => silent?.close());
-afterEach(async () => {
-  mapper?.close();
-  mapper = null;
-  await fx?.close();
-  await pmp?.close();
-  fx = null;
-  pmp = null;
-  silentHeard.length = 0;
-});
+/** The fake routers (the PCP fixture, NAT-PMP), the mapper and a silent UDP port that notes each PCP request; closed after each test. */
+const rig = useFakeRouters();
 
-function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
-  return {
-    gateway: () => "127.0.0.1",
-    lanAddress: () => "127.0.0.1",
-    pcpPort: fx?.port ?? silentPort,
-    natpmpPort: pmp?.port ?? silentPort,
-    pcpInitialRetryMs: 30,
-    pcpTries: 2,
-    natpmpInitialRetryMs: 30,
-    natpmpTries: 2,
-    ssdp: { address: "127.0.0.1", port: silentPort },
-    ssdpWaitMs: 150,
-    announcements: { port: 0, group: null },
-    announceRenewWindowMs: 100,
-    probeIntervalMs: 0,
-    ...over,
-  };
-}
-const port = (r: PortMappingReport, n: number) => r.ports.find((p) => p.port === n)!;
-const asked = (internalPort: number) => fx!.requests.filter((q) => q.opcode === 1 && q.internalPort === internalPort).length;
-async function until<T>(what: string, f: () => T | undefined | null | false, ms = 20_000): Promise<T> {
-  const end = performance.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
+const opts = (over: Partial<PortMappingOptions> = {}): PortMappingOptions => pcpLoopbackOptions({ pcp: rig.fx?.port ?? rig.silent.port, natpmp: rig.pmp?.port ?? rig.silent.port, silent: rig.silent.port }, over);
+const asked = (internalPort: number) => rig.fx!.requests.filter((q) => q.opcode === 1 && q.internalPort === internalPort).length;
 
 test("§14.1.3: after an ANNOUNCE the mappings are made again after the random wait (here 0.5 of a 400 ms window), once", async () => {
-  fx = await startPcpFixture();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 3600, announceRenewWindowMs: 400, random: () => 0.5 }), log);
-  await mapper.run();
-  await mapper.listeningReady();
-  const to = mapper.announcementPort!;
-  fx.restart();
-  const before = fx.requests.length;
+  rig.fx = await startPcpFixture();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 3600, announceRenewWindowMs: 400, random: () => 0.5 }), log);
+  await rig.mapper.run();
+  await rig.mapper.listeningReady();
+  const to = rig.mapper.announcementPort!;
+  rig.fx.restart();
+  const before = rig.fx.requests.length;
   const t0 = performance.now();
-  await fx.announce(to);
+  await rig.fx.announce(to);
   // Its repeats (the RFC sends several) while the wait runs add nothing.
-  await fx.announce(to);
-  const back = await until("the re-created mappings", () => (mapper!.last?.trigger === "router-restart" ? mapper!.last : null));
-  const again = fx.requests.slice(before).filter((q) => q.opcode === 1);
+  await rig.fx.announce(to);
+  const back = await until("the re-created mappings", () => (rig.mapper!.last?.trigger === "router-restart" ? rig.mapper!.last : null));
+  const again = rig.fx.requests.slice(before).filter((q) => q.opcode === 1);
   // Timers never fire early: not one MAP request before the 200 ms wait was over.
   expect(again[0]!.at - t0).toBeGreaterThanOrEqual(195);
   expect(again.length).toBe(3);
   expect(port(back, 587)).toMatchObject({ status: "mapped", method: "pcp", renewal: { trigger: "router-restart", ok: true } });
   expect(back.events.map((e) => e.text)).toContain("the router announced a restart (PCP ANNOUNCE, epoch 0 s): re-creating the mappings in 0.2 s (a random wait of up to 0.4 s, RFC 6887 §14.1.3)");
-  expect(fx.mappings.size).toBe(3);
+  expect(rig.fx.mappings.size).toBe(3);
 });
 
 test("§8.3: NOT_AUTHORIZED with lifetime 0 (as miniupnpd answers) holds 30 minutes: renewals do not ask again, the report says until when; the admin's request asks anew", async () => {
-  fx = await startPcpFixture({ errorLifetime: 0 });
-  fx.refuse.set(25, 2).set(587, 8);
-  mapper = new RouterPortMapper(config, opts({ lifetime: 2 }), log);
+  rig.fx = await startPcpFixture({ errorLifetime: 0 });
+  rig.fx.refuse.set(25, 2).set(587, 8);
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 2 }), log);
   const t = Date.now();
-  const first = await mapper.run();
+  const first = await rig.mapper.run();
   expect(port(first, 993)).toMatchObject({ status: "mapped", method: "pcp" });
   const retryAt = port(first, 25).retryAt!;
   expect(Date.parse(retryAt) - t).toBeGreaterThanOrEqual(1800_000);
@@ -129,7 +66,7 @@ test("§8.3: NOT_AUTHORIZED with lifetime 0 (as miniupnpd answers) holds 30 minu
   expect(port(first, 587).retryAt ?? null).toBeNull();
   expect(port(first, 587).detail).toContain("PCP NO_RESOURCES: the router has no resources left for mappings");
   // The renewal at half the lifetime (1 s): 993 renewed, 587 asked again, 25 not.
-  const renewed = await until("the renewal", () => (mapper!.last !== first ? mapper!.last : null));
+  const renewed = await until("the renewal", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   expect(renewed.trigger).toBe("renewal");
   expect(asked(993)).toBe(2);
   expect(asked(587)).toBe(2);
@@ -138,66 +75,66 @@ test("§8.3: NOT_AUTHORIZED with lifetime 0 (as miniupnpd answers) holds 30 minu
   expect(port(renewed, 25)).toMatchObject({ status: "refused", retryAt });
   expect(port(renewed, 25).detail).toContain(`not asked again before ${retryAt}`);
   // The admin asks: the hold is lifted (a changed router setting is the usual reason).
-  fx.refuse.delete(25);
-  const asking = await mapper.run("request");
+  rig.fx.refuse.delete(25);
+  const asking = await rig.mapper.run("request");
   expect(asked(25)).toBe(2);
   expect(port(asking, 25)).toMatchObject({ status: "mapped", method: "pcp" });
   expect(port(asking, 25).retryAt ?? null).toBeNull();
 });
 
 test("§7.2: a short error lifetime is over by the next renewal, which asks again", async () => {
-  fx = await startPcpFixture({ errorLifetime: 1 });
-  fx.refuse.set(25, 8);
-  mapper = new RouterPortMapper(config, opts({ lifetime: 4 }), log);
-  const first = await mapper.run();
+  rig.fx = await startPcpFixture({ errorLifetime: 1 });
+  rig.fx.refuse.set(25, 8);
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 4 }), log);
+  const first = await rig.mapper.run();
   expect(Date.parse(port(first, 25).retryAt!) - Date.now()).toBeLessThanOrEqual(1000);
   // Renewal at 2 s, after the 1 s hold.
-  await until("the renewal", () => (mapper!.last !== first ? mapper!.last : null));
+  await until("the renewal", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   expect(asked(25)).toBe(2);
 });
 
 test("§14.2: an unsolicited MAP response with a new public address or lifetime is in the report at once; another host's mapping is ignored", async () => {
-  fx = await startPcpFixture();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 3600 }), log);
-  const first = await mapper.run();
-  await mapper.listeningReady();
-  const to = mapper.announcementPort!;
+  rig.fx = await startPcpFixture();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 3600 }), log);
+  const first = await rig.mapper.run();
+  await rig.mapper.listeningReady();
+  const to = rig.mapper.announcementPort!;
   expect(first.externalAddress).toBe("203.0.113.9");
-  const requests = fx.requests.length;
+  const requests = rig.fx.requests.length;
   // Another host's mapping (another nonce) deleted: nothing changes for us. Then ours moves to a new address.
-  await fx.updateMapping(to, 25, { nonce: "0102030405060708090a0b0c", lifetime: 3600 });
-  await fx.updateMapping(to, 587, { externalAddress: "198.51.100.20" });
-  const moved = await until("the new address", () => (mapper!.last?.externalAddress === "198.51.100.20" ? mapper!.last : null));
+  await rig.fx.updateMapping(to, 25, { nonce: "0102030405060708090a0b0c", lifetime: 3600 });
+  await rig.fx.updateMapping(to, 587, { externalAddress: "198.51.100.20" });
+  const moved = await until("the new address", () => (rig.mapper!.last?.externalAddress === "198.51.100.20" ? rig.mapper!.last : null));
   expect(moved.events.map((e) => e.text)).toContain("the router's public address is now 198.51.100.20 (was 203.0.113.9), as it said in an unsolicited PCP MAP response (RFC 6887 §14.2)");
   expect(new Set(moved.ports.filter((p) => p.internalPort !== null).map((p) => p.status))).toEqual(new Set(["mapped"]));
   expect(moved.trigger).toBe("request");
   // A new lifetime: the expiry and the renewal follow it.
-  await fx.updateMapping(to, 993, { lifetime: 600 });
-  const longer = await until("the new lifetime", () => (port(mapper!.last!, 993).lifetime === 600 ? mapper!.last : null));
+  await rig.fx.updateMapping(to, 993, { lifetime: 600 });
+  const longer = await until("the new lifetime", () => (port(rig.mapper!.last!, 993).lifetime === 600 ? rig.mapper!.last : null));
   expect(port(longer, 993).detail).toBe("PCP: mapped for 600 s (updated by the router, RFC 6887 §14.2)");
   expect(Date.parse(longer.nextRunAt!) - Date.now()).toBeLessThanOrEqual(300_000);
   expect(Date.parse(port(longer, 993).expiresAt!) - Date.now()).toBeLessThanOrEqual(600_000);
   // Nothing was asked of the router for any of it.
-  expect(fx.requests.length).toBe(requests);
+  expect(rig.fx.requests.length).toBe(requests);
   // A new address in carrier-grade NAT space (RFC 6598): the report warns of double NAT at once; a public one again lifts it.
   expect(longer.warnings).toEqual([]);
-  await fx.updateMapping(to, 587, { externalAddress: "100.64.0.5" });
-  const cgn = await until("the CGN address", () => (mapper!.last?.externalAddress === "100.64.0.5" ? mapper!.last : null));
+  await rig.fx.updateMapping(to, 587, { externalAddress: "100.64.0.5" });
+  const cgn = await until("the CGN address", () => (rig.mapper!.last?.externalAddress === "100.64.0.5" ? rig.mapper!.last : null));
   expect(cgn.warnings).toHaveLength(1);
   expect(cgn.warnings[0]).toContain("its WAN address is 100.64.0.5");
-  await fx.updateMapping(to, 587, { externalAddress: "198.51.100.21" });
-  const back = await until("the public address", () => (mapper!.last?.externalAddress === "198.51.100.21" ? mapper!.last : null));
+  await rig.fx.updateMapping(to, 587, { externalAddress: "198.51.100.21" });
+  const back = await until("the public address", () => (rig.mapper!.last?.externalAddress === "198.51.100.21" ? rig.mapper!.last : null));
   expect(back.warnings).toEqual([]);
 });
 
 test("§14.2: a mapping the router deleted is lost at once and retried like a failed renewal; an epoch gone back re-creates every mapping", async () => {
-  fx = await startPcpFixture();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 3600, retryMs: 200 }), log);
-  await mapper.run();
-  await mapper.listeningReady();
-  const to = mapper.announcementPort!;
-  await fx.updateMapping(to, 587, { lifetime: 0 });
-  const lost = await until("the lost port", () => (port(mapper!.last!, 587).status !== "mapped" ? mapper!.last : null));
+  rig.fx = await startPcpFixture();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 3600, retryMs: 200 }), log);
+  await rig.mapper.run();
+  await rig.mapper.listeningReady();
+  const to = rig.mapper.announcementPort!;
+  await rig.fx.updateMapping(to, 587, { lifetime: 0 });
+  const lost = await until("the lost port", () => (port(rig.mapper!.last!, 587).status !== "mapped" ? rig.mapper!.last : null));
   expect(port(lost, 587)).toMatchObject({
     status: "refused",
     method: null,
@@ -205,36 +142,36 @@ test("§14.2: a mapping the router deleted is lost at once and retried like a fa
     renewal: { ok: false },
   });
   expect(lost.manual).toHaveLength(1);
-  const retried = await until("the retry", () => (mapper!.last?.trigger === "retry" ? mapper!.last : null));
+  const retried = await until("the retry", () => (rig.mapper!.last?.trigger === "retry" ? rig.mapper!.last : null));
   expect(port(retried, 587)).toMatchObject({ status: "mapped", method: "pcp", renewal: { trigger: "retry", ok: true } });
-  expect(fx.mappings.has("6/587")).toBe(true);
+  expect(rig.fx.mappings.has("6/587")).toBe(true);
   // The epoch in an unsolicited answer went back (§8.5): the router lost its state; after the wait, everything again.
   const before = asked(993);
-  await fx.updateMapping(to, 993, { epoch: 0 });
-  const back = await until("the re-creation", () => (mapper!.last?.trigger === "router-restart" ? mapper!.last : null));
+  await rig.fx.updateMapping(to, 993, { epoch: 0 });
+  const back = await until("the re-creation", () => (rig.mapper!.last?.trigger === "router-restart" ? rig.mapper!.last : null));
   expect(asked(993)).toBe(before + 1);
   expect(back.events.some((e) => e.text.startsWith("the router lost its state (epoch 0 s in an unsolicited PCP MAP response, RFC 6887 §8.5): re-creating the mappings in "))).toBe(true);
 });
 
 test("a router silent on PCP: NAT-PMP's address request goes out while PCP still waits, PCP keeps its tries, NAT-PMP maps", async () => {
-  pmp = await startFakeNatPmp();
-  const r = await mapRouterPorts(config, opts({ pcpPort: silentPort, pcpTries: 2, pcpInitialRetryMs: 1000, pcpHeadStartMs: 50 }), log);
+  rig.pmp = await startFakeNatPmp();
+  const r = await mapRouterPorts(config, opts({ pcpPort: rig.silent.port, pcpTries: 2, pcpInitialRetryMs: 1000, pcpHeadStartMs: 50 }), log);
   expect(r).toMatchObject({ pcp: "no answer", natpmp: "answered" });
   expect(port(r, 587)).toMatchObject({ status: "mapped", method: "nat-pmp" });
   // Both PCP requests were sent (version 2 first, its tries kept); NAT-PMP's first packet (opcode 0) came between them.
-  expect(silentHeard.length).toBe(2);
-  expect(pmp.heard[0]!.opcode).toBe(0);
-  expect(pmp.heard[0]!.at).toBeGreaterThan(silentHeard[0]!);
-  expect(pmp.heard[0]!.at).toBeLessThan(silentHeard[1]!);
+  expect(rig.silent.pcpHeard.length).toBe(2);
+  expect(rig.pmp.heard[0]!.opcode).toBe(0);
+  expect(rig.pmp.heard[0]!.at).toBeGreaterThan(rig.silent.pcpHeard[0]!);
+  expect(rig.pmp.heard[0]!.at).toBeLessThan(rig.silent.pcpHeard[1]!);
 });
 
 test("a PCP answer that comes late still wins: NAT-PMP was asked its address only, every port is mapped by PCP", async () => {
-  fx = await startPcpFixture();
-  fx.drop = 1;
-  pmp = await startFakeNatPmp();
+  rig.fx = await startPcpFixture();
+  rig.fx.drop = 1;
+  rig.pmp = await startFakeNatPmp();
   const r = await mapRouterPorts(config, opts({ pcpTries: 3, pcpInitialRetryMs: 400, pcpHeadStartMs: 50 }), log);
   expect(r).toMatchObject({ pcp: "answered", natpmp: "answered" });
   expect(new Set(r.ports.filter((p) => p.internalPort !== null).map((p) => p.method))).toEqual(new Set(["pcp"]));
-  expect(pmp.heard.map((h) => h.opcode)).toEqual([0]);
-  expect(pmp.mappings.size).toBe(0);
+  expect(rig.pmp.heard.map((h) => h.opcode)).toEqual([0]);
+  expect(rig.pmp.mappings.size).toBe(0);
 });

@@ -31,7 +31,6 @@
  * It prints one line `RESULT <json>`; every call's outcome is
  * `{ ok: value }` or `{ error: {name, message, code?, resultCode?} }`.
  */
-import { DEFAULT_LIMITS, type Config, type Listener } from "../../app/src/config/types.ts";
 import { Logger } from "../../app/src/log/index.ts";
 import { NatPmpClient, NatPmpRefused, readDefaultGateway } from "../../app/src/natpmp/index.ts";
 import { NonceStore, nonceHex, PcpClient, PcpErrorHolds, PcpRefused } from "../../app/src/pcp/index.ts";
@@ -42,6 +41,7 @@ import { loadOrCreateSelfSigned } from "../../app/src/tls/index.ts";
 import { startWebServers } from "../../app/src/web/server.ts";
 import { tmpDir } from "../helpers/tmp.ts";
 import { Client, fakeChecks, noDns } from "../web/harness.ts";
+import { mappingConfig, type ListenerPorts } from "../web/port-mapping-fixture.ts";
 import { join } from "node:path";
 
 type Call = { action: string } & Record<string, unknown>;
@@ -149,18 +149,8 @@ async function pcp(o: { nonceFile?: string; clientAddress?: string; initialRetry
   return { gateway: gw, lanAddress: lan, nonces: Object.fromEntries(used), results };
 }
 
-async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?: number; runs?: number; shareHolds?: boolean; options?: PortMappingOptions }): Promise<unknown> {
-  const config: Config = {
-    file: null,
-    hostname: "mail.example.org",
-    dataDir: "/nonexistent",
-    logLevel: "info",
-    tls: null,
-    listeners: [{ name: "public", ips: ["0.0.0.0"], ...o.listener }],
-    limits: DEFAULT_LIMITS,
-    catchallSeparator: "",
-    localserve: false,
-  };
+async function mapPorts(o: { listener: ListenerPorts; lifetime?: number; runs?: number; shareHolds?: boolean; options?: PortMappingOptions }): Promise<unknown> {
+  const config = mappingConfig(o.listener);
   const reports = [];
   const holds = o.shareHolds ? { pcpHolds: new PcpErrorHolds() } : {};
   for (let i = 0; i < (o.runs ?? 1); i++) reports.push(await mapRouterPorts(config, { ...(o.options ?? {}), ...holds, ...(o.lifetime !== undefined ? { lifetime: o.lifetime } : {}) }, new Logger({ room: "portmap" })));
@@ -168,24 +158,18 @@ async function mapPorts(o: { listener: Omit<Listener, "name" | "ips">; lifetime?
 }
 
 /** The panel with its mapper until stdin closes (see the module comment). */
-async function panel(o: { listener: Omit<Listener, "name" | "ips">; mapping?: PortMappingOptions }): Promise<unknown> {
+async function panel(o: { listener: ListenerPorts; mapping?: PortMappingOptions }): Promise<unknown> {
   const dir = tmpDir("device-panel");
   const log = new Logger({ room: "web" });
   const store = await openStore(dir.path, { log });
   try {
     const tls = await loadOrCreateSelfSigned(join(dir.path, "tls"), ["localhost"]);
-    const config: Config = {
-      file: null,
-      hostname: "mail.example.org",
+    const config = mappingConfig(o.listener, {
       dataDir: dir.path,
-      logLevel: "info",
       tls: { certFile: tls.certFile, keyFile: tls.keyFile },
       // The panel itself on loopback ports of this namespace; the mail ports are only mapped (nothing listens on them here).
       listeners: [{ name: "public", ips: ["127.0.0.1"], ...o.listener, http: { port: 0 }, https: { port: 0 } }],
-      limits: DEFAULT_LIMITS,
-      catchallSeparator: "",
-      localserve: false,
-    };
+    });
     const web = await startWebServers({
       config,
       store,

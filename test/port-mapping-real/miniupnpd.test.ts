@@ -23,12 +23,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { PortMappingReport } from "../../app/src/web/port-mapping.ts";
+import { portOf, statuses } from "../web/port-mapping-fixture.ts";
+import { DEVICE_LISTENER, err, ok, useLabPool, type Outcome } from "./lab-reports.ts";
 import { LAN_DEVICE_IP, LAN_ROUTER_IP, PRIVATE_WAN_IP, PUBLIC_WAN_IP, labUnavailable, startRouterLab, type RouterLab } from "./router-lab.ts";
 
 const unavailable = labUnavailable();
 if (unavailable) console.warn(`port-mapping-real: skipped: ${unavailable}`);
 
-type Outcome<T = unknown> = { ok: T } | { error: { name: string; message: string; code?: number | null; resultCode?: number } };
 interface UpnpRun {
   answers: { location: string; st: string; from: string }[];
   service: { serviceType: string; controlUrl: string } | null;
@@ -39,14 +40,6 @@ interface NatPmpRun {
   gateway: { gateway: string; iface: string };
   results: Outcome[];
 }
-const ok = <T,>(o: Outcome | undefined): T => {
-  if (!o || !("ok" in o)) throw new Error(`expected success, got ${JSON.stringify(o)}`);
-  return o.ok as T;
-};
-const err = (o: Outcome | undefined) => {
-  if (!o || !("error" in o)) throw new Error(`expected an error, got ${JSON.stringify(o)}`);
-  return o.error;
-};
 
 describe.skipIf(unavailable !== null)("miniupnpd, high ports only (its shipped default)", () => {
   let lab: RouterLab;
@@ -172,23 +165,12 @@ describe.skipIf(unavailable !== null)("miniupnpd as an IGD:1 (WANIPConnection:1)
   }, 60_000);
 });
 
-/** The box as deployed: every service on its standard port (all below 1024). */
-const DEVICE_LISTENER = { smtp: { port: 25 }, submissions: { port: 465 }, submission: { port: 587 }, imaps: { port: 993 }, http: { port: 80 }, https: { port: 443 } };
-const statuses = (r: PortMappingReport) => Object.fromEntries(r.ports.map((p) => [p.port, p.status]));
-const detail = (r: PortMappingReport, port: number) => r.ports.find((p) => p.port === port)!.detail;
+const detail = (r: PortMappingReport, port: number) => portOf(r, port).detail;
 /** PCP off: these prove the NAT-PMP and UPnP paths (miniupnpd speaks PCP too, which the Router step asks first: pcp.test.ts). */
 const NATPMP_PATH = { pcp: false };
 
 describe.skipIf(unavailable !== null)("the Router step against miniupnpd", () => {
-  const labs: RouterLab[] = [];
-  const lab = async (o: Parameters<typeof startRouterLab>[0]) => {
-    const l = await startRouterLab(o);
-    labs.push(l);
-    return l;
-  };
-  afterAll(async () => {
-    for (const l of labs) await l.close();
-  });
+  const lab = useLabPool();
 
   test("high ports only: every mail port refused by both protocols, in the router's words; all manual", async () => {
     const l = await lab({});

@@ -30,16 +30,17 @@
  *
  * Skipped, with the reason, when not root or miniupnpd is not installed.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { PortMappingReport } from "../../app/src/web/port-mapping.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
-import { LAN_DEVICE_IP, LAN_ROUTER_IP, PRIVATE_WAN_IP, PUBLIC_WAN_IP, labUnavailable, startRouterLab, type DeviceProcess, type RouterLab } from "./router-lab.ts";
+import { portOf, statuses } from "../web/port-mapping-fixture.ts";
+import { ALLOW_ALL, announcedWaitMs, DEVICE_LISTENER, err, external, FORWARDED_SORTED as MAIL_PORTS, MAIL_LISTENER as LISTENER, nextReport, ok, rebootRouter, useLabPool, useLabWithPanel, type Outcome } from "./lab-reports.ts";
+import { LAN_DEVICE_IP, LAN_ROUTER_IP, PRIVATE_WAN_IP, PUBLIC_WAN_IP, labUnavailable, startRouterLab, type RouterLab } from "./router-lab.ts";
 
 const unavailable = labUnavailable();
 if (unavailable) console.warn(`port-mapping-real: skipped: ${unavailable}`);
 
-type Outcome<T = unknown> = { ok: T } | { error: { name: string; message: string; resultCode?: number; resultName?: string; version?: number; lifetime?: number } };
 interface PcpRun {
   lanAddress: string;
   nonces: Record<string, string>;
@@ -53,14 +54,6 @@ interface Mapping {
   epoch: number;
   nonce: string;
 }
-const ok = <T,>(o: Outcome | undefined): T => {
-  if (!o || !("ok" in o)) throw new Error(`expected success, got ${JSON.stringify(o)}`);
-  return o.ok as T;
-};
-const err = (o: Outcome | undefined) => {
-  if (!o || !("error" in o)) throw new Error(`expected an error, got ${JSON.stringify(o)}`);
-  return o.error;
-};
 /** miniupnpd's name of a PCP mapping: "PCP MAP " and the nonce's three 32-bit words as %08x of host-order (little-endian here) integers. */
 const leaseName = (nonceHex: string) =>
   "PCP MAP " +
@@ -161,21 +154,10 @@ describe.skipIf(unavailable !== null)("PCP client against miniupnpd, high ports 
   }, 60_000);
 });
 
-/** The box as deployed: every service on its standard port (all below 1024). */
-const DEVICE_LISTENER = { smtp: { port: 25 }, submissions: { port: 465 }, submission: { port: 587 }, imaps: { port: 993 }, http: { port: 80 }, https: { port: 443 } };
-const statuses = (r: PortMappingReport) => Object.fromEntries(r.ports.map((p) => [p.port, p.status]));
-const detail = (r: PortMappingReport, port: number) => r.ports.find((p) => p.port === port)!.detail;
+const detail = (r: PortMappingReport, port: number) => portOf(r, port).detail;
 
 describe.skipIf(unavailable !== null)("the Router step speaks PCP first, miniupnpd", () => {
-  const labs: RouterLab[] = [];
-  const lab = async (o: Parameters<typeof startRouterLab>[0]) => {
-    const l = await startRouterLab(o);
-    labs.push(l);
-    return l;
-  };
-  afterAll(async () => {
-    for (const l of labs) await l.close();
-  });
+  const lab = useLabPool();
 
   test("the router allows 587 and 993: mapped by PCP, twice (the renewal); 25 moved by the router is given back; the rest refused in the RFC's words", async () => {
     const l = await lab({ rules: [`allow 587 ${LAN_DEVICE_IP}/32 587`, `allow 993 ${LAN_DEVICE_IP}/32 993`, "allow 1024-65535 10.231.0.0/24 1024-65535", "deny 0-65535 0.0.0.0/0 0-65535"] });
@@ -261,53 +243,33 @@ function pcpMapCounter(l: RouterLab, internalPort: number): () => number {
   return () => Number(/counter packets (\d+)/.exec(run(["list", "table", "ip", table]))?.[1] ?? NaN);
 }
 
-const LISTENER = { smtp: { port: 25 }, submissions: { port: 465 }, submission: { port: 587 }, imaps: { port: 993 } };
-const ALLOW_ALL = [`allow 1-65535 ${LAN_DEVICE_IP}/32 1-65535`, "deny 0-65535 0.0.0.0/0 0-65535"];
-const MAIL_PORTS = [25, 80, 443, 465, 587, 993];
 /** The router's public address after its provider changed it (public-looking, like PUBLIC_WAN_IP; no packet is sent to it). */
 const NEW_WAN_IP = "11.22.33.45";
-const external = (l: RouterLab) => l.dnat().map((d) => d.externalPort).sort((a, b) => a - b);
-async function nextReport(p: DeviceProcess, pred: (r: PortMappingReport) => boolean, timeoutMs = 10_000): Promise<PortMappingReport> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const r = JSON.parse(await p.next("REPORT ", Math.max(1, end - Date.now()))) as PortMappingReport;
-    if (pred(r)) return r;
-  }
-}
 
 describe.skipIf(unavailable !== null)("router restarts with PCP, miniupnpd", () => {
-  let lab: RouterLab | null = null;
-  let panel: DeviceProcess | null = null;
-  afterEach(async () => {
-    await panel?.stop().catch(() => undefined);
-    panel = null;
-    await lab?.close();
-    lab = null;
-  });
+  const rig = useLabWithPanel();
 
   test("a rebooted router's ANNOUNCE (§14.1.3) brings every mapping back at once, under the same nonces, and the panel says PCP made them", async () => {
-    lab = await startRouterLab({ rules: ALLOW_ALL });
-    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0 } });
-    const first = await nextReport(panel, () => true, 20_000);
+    rig.lab = await startRouterLab({ rules: ALLOW_ALL });
+    rig.panel = rig.lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0 } });
+    const first = await nextReport(rig.panel, () => true, 20_000);
     expect(first).toMatchObject({ trigger: "request", pcp: "answered", natpmp: "not tried", gateway: LAN_ROUTER_IP, lanAddress: LAN_DEVICE_IP });
     expect(new Set(Object.values(statuses(first)))).toEqual(new Set(["mapped"]));
     expect(new Set(first.ports.map((p) => p.method))).toEqual(new Set(["pcp"]));
     expect(Date.parse(first.ports[0]!.renewAt!) - Date.now()).toBeGreaterThan(1700_000);
-    expect(external(lab)).toEqual(MAIL_PORTS);
-    const names = lab.leases().map((l) => `${l.externalPort} ${l.description}`).sort();
+    expect(external(rig.lab)).toEqual(MAIL_PORTS);
+    const names = rig.lab.leases().map((l) => `${l.externalPort} ${l.description}`).sort();
     expect(names.every((n) => n.includes("PCP MAP "))).toBe(true);
     // Let the router's epoch grow, then reboot it: leases and rules gone.
     await Bun.sleep(3000);
-    const restarted = Date.now();
-    await lab.restartRouter({ loseState: true });
-    const back = await nextReport(panel, (r) => r.trigger === "router-restart", 30_000);
-    const took = Date.now() - restarted;
+    const { back, took } = await rebootRouter(rig.lab, rig.panel, 30_000);
     // At once: long before the renewal at half the lifetime (30 minutes); a loose bound, the machine may be loaded.
     expect(took).toBeLessThan(25_000);
     // §14.1.3: after the random wait it names (0-5 s, printed to 0.1 s), never before.
-    const wait = back.events.map((e) => /^the router announced a restart \(PCP ANNOUNCE, epoch \d+ s\): re-creating the mappings in (\d+\.\d) s \(a random wait of up to 5 s, RFC 6887 §14\.1\.3\)$/.exec(e.text)).find((m) => m !== null);
-    expect(wait).toBeDefined();
-    const waitMs = Number(wait![1]) * 1000;
+    const wait = announcedWaitMs(back);
+    expect(wait).not.toBeNull();
+    expect(wait!.text).toMatch(/^the router announced a restart \(PCP ANNOUNCE, epoch \d+ s\): re-creating the mappings in \d+\.\d s \(a random wait of up to 5 s, RFC 6887 §14\.1\.3\)$/);
+    const waitMs = wait!.ms;
     expect(waitMs).toBeLessThanOrEqual(5000);
     expect(took).toBeGreaterThanOrEqual(waitMs - 50);
     expect(new Set(Object.values(statuses(back)))).toEqual(new Set(["mapped"]));
@@ -315,36 +277,35 @@ describe.skipIf(unavailable !== null)("router restarts with PCP, miniupnpd", () 
     // The new epoch counts from the restart (§8.5), not from the first start.
     expect(back.pcpEpoch).toBeLessThanOrEqual(Math.ceil(took / 1000) + 1);
     expect(back.events.some((e) => e.text.startsWith("the router announced a restart (PCP ANNOUNCE, epoch"))).toBe(true);
-    expect(external(lab)).toEqual(MAIL_PORTS);
+    expect(external(rig.lab)).toEqual(MAIL_PORTS);
     // §11.1: the same nonce per mapping as before the reboot.
-    expect(lab.leases().map((l) => `${l.externalPort} ${l.description}`).sort()).toEqual(names);
+    expect(rig.lab.leases().map((l) => `${l.externalPort} ${l.description}`).sort()).toEqual(names);
     console.log(`port-mapping-real: PCP mappings back ${took} ms after the restart of miniupnpd began`);
   }, 60_000);
 
   test("with no announcement heard, the ANNOUNCE probe's epoch (§8.5) shows the restart and the mappings are made again", async () => {
-    lab = await startRouterLab({ rules: ALLOW_ALL });
-    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 500, announcements: null, pcpInitialRetryMs: 250 } });
-    const first = await nextReport(panel, () => true, 20_000);
+    rig.lab = await startRouterLab({ rules: ALLOW_ALL });
+    rig.panel = rig.lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 500, announcements: null, pcpInitialRetryMs: 250 } });
+    const first = await nextReport(rig.panel, () => true, 20_000);
     expect(first).toMatchObject({ pcp: "answered" });
     expect(new Set(Object.values(statuses(first)))).toEqual(new Set(["mapped"]));
     await Bun.sleep(4000);
-    await lab.restartRouter({ loseState: true });
-    const back = await nextReport(panel, (r) => r.trigger === "router-restart", 30_000);
+    const { back } = await rebootRouter(rig.lab, rig.panel, 30_000);
     expect(new Set(Object.values(statuses(back)))).toEqual(new Set(["mapped"]));
-    expect(external(lab)).toEqual(MAIL_PORTS);
+    expect(external(rig.lab)).toEqual(MAIL_PORTS);
     expect(back.events.map((e) => e.text)).toContain("the router restarted (its PCP epoch failed the check of RFC 6887 §8.5): re-creating the mappings");
     expect(back.events.some((e) => e.text.includes("PCP ANNOUNCE"))).toBe(false);
   }, 60_000);
 
   test("the router's new public address: miniupnpd announces it (NAT-PMP address announcement, then a PCP ANNOUNCE with a new epoch; it sends no unsolicited MAP responses, RFC 6887 §14.2) and the panel shows it at once", async () => {
-    lab = await startRouterLab({ rules: ALLOW_ALL });
-    panel = lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0 } });
-    const first = await nextReport(panel, () => true, 20_000);
+    rig.lab = await startRouterLab({ rules: ALLOW_ALL });
+    rig.panel = rig.lab.spawnInDevice({ op: "panel", listener: LISTENER, mapping: { lifetime: 3600, probeIntervalMs: 0 } });
+    const first = await nextReport(rig.panel, () => true, 20_000);
     expect(first).toMatchObject({ pcp: "answered", externalAddress: PUBLIC_WAN_IP });
     // Let the router's epoch grow first, so that its reset shows (§8.5).
     await Bun.sleep(3000);
     // The provider gives the router another address; miniupnpd is told as on a router (SIGUSR1, what its hotplug scripts send).
-    const ns = lab.routerNs;
+    const ns = rig.lab.routerNs;
     const ip = (...a: string[]) => Bun.spawnSync(["ip", "-n", ns, ...a], { stdout: "pipe", stderr: "pipe" });
     expect(ip("addr", "del", `${PUBLIC_WAN_IP}/24`, "dev", "wan0").exitCode).toBe(0);
     expect(ip("addr", "add", `${NEW_WAN_IP}/24`, "dev", "wan0").exitCode).toBe(0);
@@ -352,19 +313,20 @@ describe.skipIf(unavailable !== null)("router restarts with PCP, miniupnpd", () 
     expect(pids.length).toBeGreaterThan(0);
     const changed = Date.now();
     for (const pid of pids) process.kill(pid, "SIGUSR1");
-    const moved = await nextReport(panel, (r) => r.externalAddress === NEW_WAN_IP, 30_000);
+    const moved = await nextReport(rig.panel, (r) => r.externalAddress === NEW_WAN_IP, 30_000);
     // At once (a loose bound: the machine may be loaded), every mapping still there.
     expect(Date.now() - changed).toBeLessThan(25_000);
     expect(new Set(Object.values(statuses(moved)))).toEqual(new Set(["mapped"]));
-    expect(external(lab)).toEqual(MAIL_PORTS);
+    // The router's rules are checked once the re-mapping below has settled: miniupnpd redoes them after the
+    // address change, so reading them here raced with it (seen once: no rule for 25 yet).
     console.log(`port-mapping-real: new public address in the panel ${Date.now() - changed} ms after SIGUSR1`);
     // miniupnpd also starts its epoch again and sends a PCP ANNOUNCE (§8.5: a new external address resets the epoch).
     // Whichever is heard first, the ANNOUNCE (re-mapping after the random wait of §14.1.3) or the reset epoch in the
     // answers of the run the NAT-PMP announcement started, every mapping ends up made again on the new address.
     const pcpSaw = (r: PortMappingReport) => r.events.some((e) => /^the router announced a restart \(PCP ANNOUNCE, epoch \d+ s\)|^the router restarted \(PCP epoch \d+ s, RFC 6887 §8\.5\)/.test(e.text));
     const settled = (r: PortMappingReport) => r.externalAddress === NEW_WAN_IP && pcpSaw(r) && Object.values(statuses(r)).every((x) => x === "mapped");
-    const again = settled(moved) ? moved : await nextReport(panel, settled, 30_000);
+    const again = settled(moved) ? moved : await nextReport(rig.panel, settled, 30_000);
     expect(again.pcpEpoch).toBeLessThan(30);
-    expect(external(lab)).toEqual(MAIL_PORTS);
+    expect(external(rig.lab)).toEqual(MAIL_PORTS);
   }, 60_000);
 });

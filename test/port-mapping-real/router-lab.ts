@@ -172,6 +172,25 @@ function installExitHook(): void {
   });
 }
 
+/** Stops the daemon `p`: SIGTERM, up to 3 s for it to exit, then SIGKILL; it is no longer killed at exit. */
+async function terminate(p: number): Promise<void> {
+  try {
+    process.kill(p, "SIGTERM");
+  } catch {
+    // gone
+  }
+  const deadline = Date.now() + 3000;
+  while (alive(p) && Date.now() < deadline) await Bun.sleep(20);
+  if (alive(p)) {
+    try {
+      process.kill(p, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  livePids.delete(p);
+}
+
 /** Builds the lab and starts miniupnpd; throws (after cleaning up) when anything fails. */
 export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
   const n = `${process.pid}x${counter++}`;
@@ -191,21 +210,7 @@ export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
     }
     children.clear();
     if (pid !== null) {
-      try {
-        process.kill(pid, "SIGTERM");
-      } catch {
-        // gone
-      }
-      const deadline = Date.now() + 3000;
-      while (alive(pid) && Date.now() < deadline) await Bun.sleep(20);
-      if (alive(pid)) {
-        try {
-          process.kill(pid, "SIGKILL");
-        } catch {
-          // gone
-        }
-      }
-      livePids.delete(pid);
+      await terminate(pid);
       pid = null;
     }
     for (const ns of [routerNs, deviceNs]) {
@@ -291,22 +296,7 @@ export async function startRouterLab(o: LabOptions = {}): Promise<RouterLab> {
     };
     const stopDaemon = async () => {
       if (pid === null) return;
-      const p = pid;
-      try {
-        process.kill(p, "SIGTERM");
-      } catch {
-        // gone
-      }
-      const deadline = Date.now() + 3000;
-      while (alive(p) && Date.now() < deadline) await Bun.sleep(20);
-      if (alive(p)) {
-        try {
-          process.kill(p, "SIGKILL");
-        } catch {
-          // gone
-        }
-      }
-      livePids.delete(p);
+      await terminate(pid);
       pid = null;
     };
     await startDaemon();

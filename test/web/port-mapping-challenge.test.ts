@@ -7,27 +7,15 @@
  * connectivity checks of the setup.
  */
 import { afterEach, expect, test } from "bun:test";
-import dgram from "node:dgram";
-import { DEFAULT_ACME_CHALLENGE, DEFAULT_LIMITS, type AcmeChallenge, type Config } from "../../app/src/config/types.ts";
-import { Logger } from "../../app/src/log/index.ts";
+import { DEFAULT_ACME_CHALLENGE, type AcmeChallenge } from "../../app/src/config/types.ts";
 import { inboundPortsCheck, runChecks } from "../../app/src/web/checks.ts";
 import { FORWARDED_PORTS, forwardedPorts, mapRouterPorts, type PortMappingReport } from "../../app/src/web/port-mapping.ts";
 import { startFakeNatPmp, type FakeNatPmp } from "./fake-router.ts";
 import { Client, fakeChecks, startWeb, type WebHarness } from "./harness.ts";
+import { bindUdp, loopbackRouterOptions, mappingConfig, STANDARD_PORTS, testLog as log } from "./port-mapping-fixture.ts";
 
-const log = new Logger({ room: "test" });
 const acme = (challenge: AcmeChallenge) => ({ directoryUrl: "https://acme.example/dir", contactEmail: null, agreeTos: true, hosts: null, directoryCaFile: null, challenge });
-const base: Config = {
-  file: null,
-  hostname: "mail.example.org",
-  dataDir: "/nonexistent",
-  logLevel: "info",
-  tls: null,
-  listeners: [{ name: "public", ips: ["0.0.0.0"], smtp: { port: 25 }, submission: { port: 587 }, submissions: { port: 465 }, imaps: { port: 993 }, http: { port: 80 }, https: { port: 443 } }],
-  limits: DEFAULT_LIMITS,
-  catchallSeparator: "",
-  localserve: false,
-};
+const base = mappingConfig(STANDARD_PORTS);
 
 let pmp: FakeNatPmp | null = null;
 let h: WebHarness | null = null;
@@ -57,15 +45,10 @@ test("port 80 is required with http-01 only; 443 is always; the purposes say why
 /** A NAT-PMP router refusing 80 (as many do below 1024) and 25. */
 async function mapWith(challenge: AcmeChallenge | null): Promise<PortMappingReport> {
   pmp = await startFakeNatPmp({ refuse: [25, 80] });
-  const silent = dgram.createSocket("udp4");
-  await new Promise<void>((r) => silent.bind(0, "127.0.0.1", () => r()));
+  const silent = await bindUdp();
   try {
     const config = challenge ? { ...base, acme: acme(challenge) } : base;
-    return await mapRouterPorts(
-      config,
-      { gateway: () => "127.0.0.1", lanAddress: () => "192.168.1.20", natpmpPort: pmp.port, natpmpTries: 2, natpmpInitialRetryMs: 20, ssdp: { address: "127.0.0.1", port: silent.address().port }, ssdpWaitMs: 150 },
-      log,
-    );
+    return await mapRouterPorts(config, loopbackRouterOptions({ lanAddress: "192.168.1.20", natpmpPort: pmp.port, ssdpPort: silent.address().port, natpmpInitialRetryMs: 20, ssdpWaitMs: 150 }), log);
   } finally {
     silent.close();
     await pmp.close();

@@ -9,89 +9,37 @@
  * the next re-check, and the report says it had lost them; after this box
  * restarts, the mappings it kept are renewed without waiting for the admin.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import dgram from "node:dgram";
-import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
-import { Logger } from "../../app/src/log/index.ts";
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type dgram from "node:dgram";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PORT_MAPPING_STATE, RouterPortMapper, type PortMappingOptions, type PortMappingReport } from "../../app/src/web/port-mapping.ts";
+import { PORT_MAPPING_STATE, RouterPortMapper, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
 import { tmpDir } from "../helpers/tmp.ts";
-import { startFakeIgd, startFakeNatPmp, type FakeIgd, type FakeNatPmp } from "./fake-router.ts";
+import { startFakeIgd, startFakeNatPmp } from "./fake-router.ts";
+import { bindUdp, loopbackRouterOptions, mappingConfig, portOf as port, testLog as log, until, useFakeRouters } from "./port-mapping-fixture.ts";
 
-const log = new Logger({ room: "test" });
 /** Two ports keep the runs short: 587 and 993. */
-const config: Config = {
-  file: null,
-  hostname: "mail.example.org",
-  dataDir: "/nonexistent",
-  logLevel: "info",
-  tls: null,
-  listeners: [{ name: "public", ips: ["0.0.0.0"], submission: { port: 587 }, imaps: { port: 993 } }],
-  limits: DEFAULT_LIMITS,
-  catchallSeparator: "",
-  localserve: false,
-};
+const config = mappingConfig({ submission: { port: 587 }, imaps: { port: 993 } });
 
-let pmp: FakeNatPmp | null = null;
-let igd: FakeIgd | null = null;
-let mapper: RouterPortMapper | null = null;
-let silent: dgram.Socket | null = null;
-let silentPort = 0;
+const rig = useFakeRouters();
+/** The "gateway" sending announcements: 127.0.0.1, like the fake routers. */
 let gw: dgram.Socket | null = null;
-
 beforeAll(async () => {
-  silent = dgram.createSocket("udp4");
-  await new Promise<void>((r) => silent!.bind(0, "127.0.0.1", () => r()));
-  silentPort = silent.address().port;
-  // The "gateway" sending announcements: 127.0.0.1, like the fake routers.
-  gw = dgram.createSocket("udp4");
-  await new Promise<void>((r) => gw!.bind(0, "127.0.0.1", () => r()));
+  gw = await bindUdp();
 });
-afterAll(() => {
-  silent?.close();
-  gw?.close();
-});
-afterEach(async () => {
-  mapper?.close();
-  mapper = null;
-  await pmp?.close();
-  await igd?.close();
-  pmp = igd = null;
-});
+afterAll(() => gw?.close());
 
 function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
-  return {
-    gateway: () => "127.0.0.1",
-    lanAddress: () => "192.168.1.20",
-    natpmpPort: pmp?.port ?? silentPort,
-    natpmpTries: 2,
-    natpmpInitialRetryMs: 20,
+  return loopbackRouterOptions(
+    { lanAddress: "192.168.1.20", natpmpPort: rig.pmp?.port ?? rig.silent.port, ssdpPort: rig.igd?.ssdpPort ?? rig.silent.port, natpmpInitialRetryMs: 20, ssdpWaitMs: 150 },
     // A router silent on 5351 costs one PCP wait first (RFC 6887 §8.1.1 IRT, 3 s on the device).
-    pcpInitialRetryMs: 20,
-    renewalTries: 3,
-    ssdp: { address: "127.0.0.1", port: igd?.ssdpPort ?? silentPort },
-    ssdpWaitMs: 150,
-    announcements: { port: 0, group: null },
-    probeIntervalMs: 0,
-    ...over,
-  };
+    { pcpInitialRetryMs: 20, renewalTries: 3, announcements: { port: 0, group: null }, probeIntervalMs: 0, ...over },
+  );
 }
 
-const mapRequests = () => pmp!.requests.filter((q) => q.opcode === 2 && q.lifetime > 0).length;
-/** Waits for what a timer or a datagram brings, with a deadline generous enough for a loaded machine. */
-async function until<T>(what: string, f: () => T | undefined | null | false, ms = 20_000): Promise<T> {
-  const end = performance.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
-const port = (r: PortMappingReport, n: number) => r.ports.find((p) => p.port === n)!;
+const mapRequests = () => rig.pmp!.requests.filter((q) => q.opcode === 2 && q.lifetime > 0).length;
 function announce(bytes: Uint8Array): void {
-  gw!.send(bytes, mapper!.announcementPort!, "127.0.0.1");
+  gw!.send(bytes, rig.mapper!.announcementPort!, "127.0.0.1");
 }
 const pcpAnnounce = (epoch: number) => {
   const b = new Uint8Array(24);
@@ -109,10 +57,10 @@ const natpmpAnnounce = (epoch: number, address: string) => {
 };
 
 test("the report says when each mapping is renewed; the renewal at half the lifetime says it worked", async () => {
-  pmp = await startFakeNatPmp();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 2 }), log);
+  rig.pmp = await startFakeNatPmp();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 2 }), log);
   const t0 = Date.now();
-  const r = await mapper.run();
+  const r = await rig.mapper.run();
   const t1 = Date.now();
   expect(r.trigger).toBe("request");
   const p = port(r, 587);
@@ -123,29 +71,29 @@ test("the report says when each mapping is renewed; the renewal at half the life
   expect(Date.parse(p.expiresAt!) - t0).toBeGreaterThanOrEqual(2000);
   expect(Date.parse(p.expiresAt!) - t1).toBeLessThanOrEqual(2000);
   expect(r.nextRunAt).toBe(p.renewAt);
-  const renewed = await until("the renewal", () => (mapper!.last !== r ? mapper!.last : null));
+  const renewed = await until("the renewal", () => (rig.mapper!.last !== r ? rig.mapper!.last : null));
   expect(renewed.trigger).toBe("renewal");
   expect(port(renewed, 587).renewal).toMatchObject({ trigger: "renewal", ok: true, detail: "NAT-PMP: mapped for 2 s" });
   expect(Date.parse(port(renewed, 587).renewAt!)).toBeGreaterThan(Date.parse(p.renewAt!));
 });
 
 test("a PCP ANNOUNCE (the router restarted) re-creates the lost mappings at once; its repeats do not", async () => {
-  pmp = await startFakeNatPmp();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 3600 }), log);
-  const first = await mapper.run();
-  await mapper.listeningReady();
-  expect(mapper.announcementPort).toBeGreaterThan(0);
-  expect(pmp.mappings.size).toBe(2);
+  rig.pmp = await startFakeNatPmp();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 3600 }), log);
+  const first = await rig.mapper.run();
+  await rig.mapper.listeningReady();
+  expect(rig.mapper.announcementPort).toBeGreaterThan(0);
+  expect(rig.pmp.mappings.size).toBe(2);
   expect(mapRequests()).toBe(2);
-  pmp.restart();
-  expect(pmp.mappings.size).toBe(0);
+  rig.pmp.restart();
+  expect(rig.pmp.mappings.size).toBe(0);
   const t0 = performance.now();
   announce(pcpAnnounce(0));
-  const after = await until("the re-created mappings", () => (mapper!.last !== first ? mapper!.last : null));
+  const after = await until("the re-created mappings", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   // Without the announcement the next run would have been in 30 minutes (seconds here: the machine may be loaded).
   expect(performance.now() - t0).toBeLessThan(20_000);
   expect(Date.parse(first.nextRunAt!) - Date.now()).toBeGreaterThan(1700_000);
-  expect(pmp.mappings.size).toBe(2);
+  expect(rig.pmp.mappings.size).toBe(2);
   expect(after.trigger).toBe("router-restart");
   expect(port(after, 993).renewal).toMatchObject({ trigger: "router-restart", ok: true });
   expect(after.events.map((e) => e.text)).toContainEqual(expect.stringContaining("the router announced a restart (PCP ANNOUNCE, epoch 0 s)"));
@@ -153,65 +101,64 @@ test("a PCP ANNOUNCE (the router restarted) re-creates the lost mappings at once
   const n = mapRequests();
   announce(pcpAnnounce(0));
   announce(pcpAnnounce(1));
-  announce(natpmpAnnounce(pmp.epoch(), "203.0.113.7"));
+  announce(natpmpAnnounce(rig.pmp.epoch(), "203.0.113.7"));
   await Bun.sleep(300);
   expect(mapRequests()).toBe(n);
-  expect(mapper.last).toBe(after);
+  expect(rig.mapper.last).toBe(after);
 });
 
 test("a NAT-PMP announcement of a new public address, or with an epoch that went back, re-maps at once", async () => {
-  pmp = await startFakeNatPmp();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 3600 }), log);
-  const first = await mapper.run();
-  await mapper.listeningReady();
-  pmp.externalAddress = "198.51.100.77";
-  announce(natpmpAnnounce(pmp.epoch(), "198.51.100.77"));
-  const moved = await until("the run after the address change", () => (mapper!.last !== first ? mapper!.last : null));
+  rig.pmp = await startFakeNatPmp();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 3600 }), log);
+  const first = await rig.mapper.run();
+  await rig.mapper.listeningReady();
+  rig.pmp.externalAddress = "198.51.100.77";
+  announce(natpmpAnnounce(rig.pmp.epoch(), "198.51.100.77"));
+  const moved = await until("the run after the address change", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   expect(moved).toMatchObject({ trigger: "address-change", externalAddress: "198.51.100.77" });
   expect(moved.events.at(-1)!.text).toBe("the router announced a new public address: 198.51.100.77 (was 203.0.113.7)");
 
-  pmp.restart();
+  rig.pmp.restart();
   announce(natpmpAnnounce(0, "198.51.100.77"));
-  const back = await until("the run after the restart", () => (mapper!.last !== moved ? mapper!.last : null));
+  const back = await until("the run after the restart", () => (rig.mapper!.last !== moved ? rig.mapper!.last : null));
   expect(back.trigger).toBe("router-restart");
   expect(back.natpmpEpoch).toBeLessThan(5);
-  expect(pmp.mappings.size).toBe(2);
+  expect(rig.pmp.mappings.size).toBe(2);
   // Announcements from another address are not the gateway's (§3.2.1): ignored.
-  const other = dgram.createSocket("udp4");
-  await new Promise<void>((r) => other.bind(0, "127.0.0.2", () => r()));
+  const other = await bindUdp("127.0.0.2");
   try {
-    pmp.restart();
-    other.send(pcpAnnounce(0), mapper.announcementPort!, "127.0.0.1");
+    rig.pmp.restart();
+    other.send(pcpAnnounce(0), rig.mapper.announcementPort!, "127.0.0.1");
     await Bun.sleep(300);
-    expect(mapper.last).toBe(back);
-    expect(pmp.mappings.size).toBe(0);
+    expect(rig.mapper.last).toBe(back);
+    expect(rig.pmp.mappings.size).toBe(0);
   } finally {
     other.close();
   }
 });
 
 test("without any announcement, the probe sees the epoch go back (§3.6) and re-creates the mappings", async () => {
-  pmp = await startFakeNatPmp();
-  mapper = new RouterPortMapper(config, opts({ lifetime: 3600, announcements: null, probeIntervalMs: 100 }), log);
-  const first = await mapper.run();
-  expect(mapper.announcementPort).toBeNull();
+  rig.pmp = await startFakeNatPmp();
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 3600, announcements: null, probeIntervalMs: 100 }), log);
+  const first = await rig.mapper.run();
+  expect(rig.mapper.announcementPort).toBeNull();
   // Probes ran (opcode 0) and changed nothing.
-  await until("three probes", () => pmp!.requests.filter((q) => q.opcode === 0).length >= 3);
-  expect(mapper.last).toBe(first);
-  pmp.restart();
-  const back = await until("the run after the restart", () => (mapper!.last !== first ? mapper!.last : null));
+  await until("three probes", () => rig.pmp!.requests.filter((q) => q.opcode === 0).length >= 3);
+  expect(rig.mapper.last).toBe(first);
+  rig.pmp.restart();
+  const back = await until("the run after the restart", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   expect(back.trigger).toBe("router-restart");
-  expect(pmp.mappings.size).toBe(2);
+  expect(rig.pmp.mappings.size).toBe(2);
   expect(back.events.map((e) => e.text)).toContain("the router restarted (its NAT-PMP epoch went back, RFC 6886 §3.6): re-creating the mappings");
 });
 
 test("a renewal without an answer is reported as failed, keeps the expiry, and is retried sooner; the retry works again", async () => {
-  pmp = await startFakeNatPmp();
+  rig.pmp = await startFakeNatPmp();
   // 6 s: the failed renewal (at 3 s) ends well before the old mapping expires, even on a loaded machine.
-  mapper = new RouterPortMapper(config, opts({ lifetime: 6, retryMs: 400, renewalTries: 2 }), log);
-  const first = await mapper.run();
-  pmp.silent = true;
-  const failed = await until("the failed renewal", () => (mapper!.last !== first ? mapper!.last : null));
+  rig.mapper = new RouterPortMapper(config, opts({ lifetime: 6, retryMs: 400, renewalTries: 2 }), log);
+  const first = await rig.mapper.run();
+  rig.pmp.silent = true;
+  const failed = await until("the failed renewal", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   const p = port(failed, 587);
   expect(p.status).not.toBe("mapped");
   expect(p.renewal).toMatchObject({ trigger: "renewal", ok: false });
@@ -221,29 +168,29 @@ test("a renewal without an answer is reported as failed, keeps the expiry, and i
   // The retry comes after retryMs (scheduled when the failed run ended, before now), not never.
   expect(Date.parse(failed.nextRunAt!) - Date.parse(failed.at)).toBeGreaterThanOrEqual(400);
   expect(Date.parse(failed.nextRunAt!) - Date.now()).toBeLessThanOrEqual(400);
-  pmp.silent = false;
-  const again = await until("the retry", () => (mapper!.last !== failed && mapper!.last?.trigger === "retry" ? mapper!.last : null));
+  rig.pmp.silent = false;
+  const again = await until("the retry", () => (rig.mapper!.last !== failed && rig.mapper!.last?.trigger === "retry" ? rig.mapper!.last : null));
   expect(port(again, 587)).toMatchObject({ status: "mapped", renewal: { trigger: "retry", ok: true } });
 });
 
 test("UPnP: a router that forgot its permanent leases gets them back at the next re-check, and the report says so", async () => {
-  igd = await startFakeIgd({ onlyPermanent: true });
-  mapper = new RouterPortMapper(config, opts({ permanentRecheckMs: 300 }), log);
-  const first = await mapper.run();
+  rig.igd = await startFakeIgd({ onlyPermanent: true });
+  rig.mapper = new RouterPortMapper(config, opts({ permanentRecheckMs: 300 }), log);
+  const first = await rig.mapper.run();
   expect(port(first, 587)).toMatchObject({ status: "mapped", method: "upnp", lifetime: 0, expiresAt: null, detail: "UPnP: mapped (permanent)" });
   expect(first.nextRunAt).not.toBeNull();
-  const unchanged = await until("the first re-check", () => (mapper!.last !== first ? mapper!.last : null));
+  const unchanged = await until("the first re-check", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   expect(unchanged.trigger).toBe("recheck");
   expect(port(unchanged, 587)).toMatchObject({ detail: "UPnP: mapped (permanent)", renewal: { trigger: "recheck", ok: true } });
   // The router restarts without its lease file.
-  igd.mappings.clear();
-  const back = await until("the re-check after the loss", () => (mapper!.last !== unchanged ? mapper!.last : null));
+  rig.igd.mappings.clear();
+  const back = await until("the re-check after the loss", () => (rig.mapper!.last !== unchanged ? rig.mapper!.last : null));
   expect(port(back, 993)).toMatchObject({ status: "mapped", detail: "UPnP: re-added (permanent) (the router had lost it)" });
-  expect(igd.mappings.get(993)).toBe("192.168.1.20:993");
+  expect(rig.igd.mappings.get(993)).toBe("192.168.1.20:993");
 });
 
 test("this box restarting: a mapper started with the state marker renews the kept mappings by itself; without mappings the marker goes", async () => {
-  pmp = await startFakeNatPmp({ refuse: [993] });
+  rig.pmp = await startFakeNatPmp({ refuse: [993] });
   const dir = tmpDir("portmap-state");
   try {
     const cfg = { ...config, dataDir: dir.path };
@@ -253,52 +200,52 @@ test("this box restarting: a mapper started with the state marker renews the kep
     expect(JSON.parse(readFileSync(join(dir.path, PORT_MAPPING_STATE), "utf8"))).toMatchObject({ gateway: "127.0.0.1", ports: [587] });
     const n = mapRequests();
     // The process starts again: nobody asks, the mapper runs on its own.
-    mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 50 }), log);
-    const resumed = await until("the resumed run", () => mapper!.last);
+    rig.mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 50 }), log);
+    const resumed = await until("the resumed run", () => rig.mapper!.last);
     expect(resumed.trigger).toBe("resume");
     expect(port(resumed, 587)).toMatchObject({ status: "mapped", renewal: { trigger: "resume", ok: true } });
     expect(mapRequests()).toBe(n + 2);
-    mapper.close();
+    rig.mapper.close();
     // Started while the router does not answer yet (the network coming up): the kept mapping's renewal failed, and is retried.
-    pmp.silent = true;
-    mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 10, retryMs: 300 }), log);
-    const early = await until("the resumed run without an answer", () => mapper!.last);
+    rig.pmp.silent = true;
+    rig.mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 10, retryMs: 300 }), log);
+    const early = await until("the resumed run without an answer", () => rig.mapper!.last);
     expect(port(early, 587).renewal).toMatchObject({ trigger: "resume", ok: false });
     expect(Date.parse(early.nextRunAt!) - Date.parse(early.at)).toBeGreaterThanOrEqual(300);
     expect(Date.parse(early.nextRunAt!) - Date.now()).toBeLessThanOrEqual(300);
     expect(existsSync(join(dir.path, PORT_MAPPING_STATE))).toBe(true);
-    pmp.silent = false;
-    const retried = await until("the retry", () => (mapper!.last?.trigger === "retry" ? mapper!.last : null));
+    rig.pmp.silent = false;
+    const retried = await until("the retry", () => (rig.mapper!.last?.trigger === "retry" ? rig.mapper!.last : null));
     expect(port(retried, 587)).toMatchObject({ status: "mapped", renewal: { trigger: "retry", ok: true } });
-    mapper.close();
+    rig.mapper.close();
     // Nothing mapped any more (the router now refuses everything): the marker is removed, the next start does nothing.
-    await pmp.close();
-    pmp = await startFakeNatPmp({ refuse: [587, 993] });
-    mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600 }), log);
-    await mapper.run();
+    await rig.pmp.close();
+    rig.pmp = await startFakeNatPmp({ refuse: [587, 993] });
+    rig.mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600 }), log);
+    await rig.mapper.run();
     expect(existsSync(join(dir.path, PORT_MAPPING_STATE))).toBe(false);
-    mapper.close();
-    mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 10 }), log);
+    rig.mapper.close();
+    rig.mapper = new RouterPortMapper(cfg, opts({ lifetime: 3600, resumeDelayMs: 10 }), log);
     await Bun.sleep(200);
-    expect(mapper.last).toBeNull();
+    expect(rig.mapper.last).toBeNull();
   } finally {
     dir.cleanup();
   }
 });
 
 test("a renewal towards a router that answered before retransmits 9 times, doubling from the first wait (RFC 6886 §3.1)", async () => {
-  pmp = await startFakeNatPmp();
+  rig.pmp = await startFakeNatPmp();
   // The panel's own run asks 8 times at most (4 × 255 ms ≈ 1 s for the in-process fake to answer on a loaded
   // machine); a renewal the full 9 times. 4 ms first wait: 4 × 511 ms ≈ 2 s in all.
   const o = opts({ lifetime: 1, natpmpTries: 8, natpmpInitialRetryMs: 4 });
   delete o.renewalTries;
-  mapper = new RouterPortMapper(config, o, log);
-  const first = await mapper.run();
-  pmp.silent = true;
-  const from = pmp.heard.length;
-  const failed = await until("the failed renewal", () => (mapper!.last !== first ? mapper!.last : null));
+  rig.mapper = new RouterPortMapper(config, o, log);
+  const first = await rig.mapper.run();
+  rig.pmp.silent = true;
+  const from = rig.pmp.heard.length;
+  const failed = await until("the failed renewal", () => (rig.mapper!.last !== first ? rig.mapper!.last : null));
   expect(failed).toMatchObject({ trigger: "renewal", natpmp: "no answer" });
-  const sent = pmp.heard.slice(from);
+  const sent = rig.pmp.heard.slice(from);
   expect(sent.map((x) => x.opcode)).toEqual(Array(9).fill(0));
   const gaps = sent.slice(1).map((x, i) => x.at - sent[i]!.at);
   // 4, 8, 16, ... 512 ms: each wait twice the one before. The client's timers are late, never early, but the

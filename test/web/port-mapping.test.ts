@@ -4,65 +4,27 @@
  * refused (the router's words) / not tried, and manual instructions for the
  * rest; through the admin API as the page calls it.
  */
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
-import dgram from "node:dgram";
-import { DEFAULT_LIMITS, type Config } from "../../app/src/config/types.ts";
-import { Logger } from "../../app/src/log/index.ts";
+import { afterAll, expect, test } from "bun:test";
 import { isNatInternalIPv4, mapRouterPorts, RouterPortMapper, type PortMappingOptions } from "../../app/src/web/port-mapping.ts";
-import { startFakeIgd, startFakeNatPmp, type FakeIgd, type FakeNatPmp } from "./fake-router.ts";
+import { startFakeIgd, startFakeNatPmp } from "./fake-router.ts";
 import { Client, startWeb, type WebHarness } from "./harness.ts";
+import { loopbackRouterOptions, mappingConfig, STANDARD_PORTS, statuses, testLog as log, useFakeRouters } from "./port-mapping-fixture.ts";
 
-const log = new Logger({ room: "test" });
-const config: Config = {
-  file: null,
-  hostname: "mail.example.org",
-  dataDir: "/nonexistent",
-  logLevel: "info",
-  tls: null,
-  listeners: [{ name: "public", ips: ["0.0.0.0"], smtp: { port: 25 }, submission: { port: 587 }, submissions: { port: 465 }, imaps: { port: 993 }, http: { port: 80 }, https: { port: 443 } }],
-  limits: DEFAULT_LIMITS,
-  catchallSeparator: "",
-  localserve: false,
-};
+const config = mappingConfig(STANDARD_PORTS);
 
-let pmp: FakeNatPmp | null = null;
-let igd: FakeIgd | null = null;
-let silent: dgram.Socket | null = null;
-let silentPort = 0;
-
-beforeAll(async () => {
-  // A UDP port where nobody answers: "no NAT-PMP" / "no SSDP answer".
-  silent = dgram.createSocket("udp4");
-  await new Promise<void>((r) => silent!.bind(0, "127.0.0.1", () => r()));
-  silentPort = silent.address().port;
-});
-afterAll(() => silent?.close());
-afterEach(async () => {
-  await pmp?.close();
-  await igd?.close();
-  pmp = igd = null;
-});
+const rig = useFakeRouters();
 
 function opts(over: Partial<PortMappingOptions> = {}): PortMappingOptions {
-  return {
-    gateway: () => "127.0.0.1",
-    lanAddress: () => "192.168.1.20",
-    natpmpPort: pmp?.port ?? silentPort,
-    natpmpTries: 2,
-    natpmpInitialRetryMs: 30,
+  return loopbackRouterOptions(
+    { lanAddress: "192.168.1.20", natpmpPort: rig.pmp?.port ?? rig.silent.port, ssdpPort: rig.igd?.ssdpPort ?? rig.silent.port, natpmpInitialRetryMs: 30, ssdpWaitMs: 200 },
     // A router silent on 5351 costs one PCP wait first (RFC 6887 §8.1.1 IRT, 3 s on the device).
-    pcpInitialRetryMs: 30,
-    ssdp: { address: "127.0.0.1", port: igd?.ssdpPort ?? silentPort },
-    ssdpWaitMs: 200,
-    ...over,
-  };
+    { pcpInitialRetryMs: 30, ...over },
+  );
 }
 
-const statuses = (r: { ports: { port: number; status: string }[] }) => Object.fromEntries(r.ports.map((p) => [p.port, p.status]));
-
 test("NAT-PMP maps what it may; UPnP takes the ports NAT-PMP refused; the rest is reported with both routers' words", async () => {
-  pmp = await startFakeNatPmp({ refuse: [25, 80], offer: new Map([[443, 8443]]) });
-  igd = await startFakeIgd({ refuse: new Map([[25, [718, "ConflictInMappingEntry"]]]) });
+  rig.pmp = await startFakeNatPmp({ refuse: [25, 80], offer: new Map([[443, 8443]]) });
+  rig.igd = await startFakeIgd({ refuse: new Map([[25, [718, "ConflictInMappingEntry"]]]) });
   const r = await mapRouterPorts(config, opts(), log);
   expect(r.natpmp).toBe("answered");
   expect(r.upnp).toBe("found");
@@ -72,16 +34,16 @@ test("NAT-PMP maps what it may; UPnP takes the ports NAT-PMP refused; the rest i
   expect(p(587)).toMatchObject({ method: "nat-pmp", lifetime: 7200, internalPort: 587 });
   // 443 was offered as 8443 by NAT-PMP: given back, then mapped by UPnP.
   expect(p(443)).toMatchObject({ method: "upnp", status: "mapped" });
-  expect(pmp.mappings.has(8443)).toBe(false);
+  expect(rig.pmp.mappings.has(8443)).toBe(false);
   expect(p(80).method).toBe("upnp");
   expect(p(25).detail).toBe("not mapped: router refused (NAT-PMP result 2: not authorized/refused (the router does not allow this mapping); UPnP error 718 (the port is already mapped to another device): ConflictInMappingEntry)");
   expect(r.warnings).toEqual([]);
-  expect(igd.mappings.get(80)).toBe("192.168.1.20:80");
+  expect(rig.igd.mappings.get(80)).toBe("192.168.1.20:80");
   expect(r.manual).toEqual(["Forward TCP port 25 (SMTP: receiving mail from other servers) to 192.168.1.20 port 25."]);
 });
 
 test("only UPnP: refuses ports below 1024 except the ones it allows", async () => {
-  igd = await startFakeIgd({ refuse: new Map([[25, [606, "Action not authorized"]], [80, [606, "Action not authorized"]], [443, [606, "Action not authorized"]]]) });
+  rig.igd = await startFakeIgd({ refuse: new Map([[25, [606, "Action not authorized"]], [80, [606, "Action not authorized"]], [443, [606, "Action not authorized"]]]) });
   const r = await mapRouterPorts(config, opts(), log);
   expect(r.natpmp).toBe("no answer");
   expect(r.upnp).toBe("found");
@@ -102,7 +64,7 @@ test("no router protocol answers: every port not tried, all manual", async () =>
 });
 
 test("a router whose public address is carrier-grade NAT space maps, and the report warns of double NAT", async () => {
-  pmp = await startFakeNatPmp({ externalAddress: "100.72.9.1" });
+  rig.pmp = await startFakeNatPmp({ externalAddress: "100.72.9.1" });
   const r = await mapRouterPorts(config, opts(), log);
   expect(r.externalAddress).toBe("100.72.9.1");
   expect(new Set(Object.values(statuses(r)))).toEqual(new Set(["mapped"]));
@@ -111,7 +73,7 @@ test("a router whose public address is carrier-grade NAT space maps, and the rep
 });
 
 test("NAT-PMP maps every port: the SSDP search that ran alongside is stopped, not waited for", async () => {
-  pmp = await startFakeNatPmp();
+  rig.pmp = await startFakeNatPmp();
   const t0 = performance.now();
   const r = await mapRouterPorts(config, opts({ ssdpWaitMs: 5000 }), log);
   expect(performance.now() - t0).toBeLessThan(2000);
@@ -133,13 +95,13 @@ test("no gateway, and ports we do not listen on", async () => {
 });
 
 test("the mapper renews at half the shortest lifetime", async () => {
-  pmp = await startFakeNatPmp();
+  rig.pmp = await startFakeNatPmp();
   const m = new RouterPortMapper(config, opts({ lifetime: 1 }), log);
   try {
     const before = Date.now();
     const r = await m.run();
     const mappedAt = Date.now();
-    const maps = () => pmp!.requests.filter((q) => q.opcode === 2).length;
+    const maps = () => rig.pmp!.requests.filter((q) => q.opcode === 2).length;
     expect(maps()).toBe(6);
     // RFC 6886 §3.3: the renewal is scheduled halfway to expiry (0.5 s of 1 s)...
     expect(r.nextRunAt).not.toBeNull();
@@ -163,8 +125,8 @@ afterAll(async () => {
 });
 
 test("admin API: routerPorts before and after mapRouterPorts; unavailable without a mapper", async () => {
-  pmp = await startFakeNatPmp({ refuse: [25] });
-  h = await startWeb({ portMapping: opts({ natpmpPort: pmp.port, ssdp: { address: "127.0.0.1", port: silentPort } }) });
+  rig.pmp = await startFakeNatPmp({ refuse: [25] });
+  h = await startWeb({ portMapping: opts({ natpmpPort: rig.pmp.port, ssdp: { address: "127.0.0.1", port: rig.silent.port } }) });
   const c = new Client(h.http);
   const csrf = (await c.api("/setup/", "setAdminPassword", { password: "router admin pw" })).body.csrf as string;
   let r = await c.api("/admin/", "routerPorts", {}, { csrf });
