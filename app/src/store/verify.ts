@@ -23,6 +23,7 @@
  * the check may run while the server delivers.
  */
 import type { Database } from "bun:sqlite";
+import { bigQuery } from "./big-query.ts";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { FLAG_DELETED, FLAG_SEEN } from "./flags.ts";
@@ -80,18 +81,9 @@ interface Snapshot {
 
 function snapshot(db: Database): Snapshot {
   return db.transaction(() => {
-    const q = (sql: string) => {
-      // A statement of its own (prepare, not db.query): bun:sqlite caches db.query statements by their SQL text,
-      // and safeIntegers on a cached one would make every other reader of the same SQL get bigints (id-blocks.ts
-      // reads next_message_id as a number: after a check on an open store, its next block failed to allocate).
-      const s = db.prepare(sql);
-      try {
-        s.safeIntegers(true);
-        return s.all() as Record<string, bigint | string | null>[];
-      } finally {
-        s.finalize();
-      }
-    };
+    // bigQuery, not db.query: safeIntegers on db.query's shared cache would make every other reader of the same
+    // SQL get bigints (id-blocks.ts reads next_message_id as a number).
+    const q = (sql: string) => bigQuery(db, sql).all() as Record<string, bigint | string | null>[];
     const n = (v: unknown) => Number(v);
     const accounts = q("SELECT id, name, name_key, used_bytes, modseq FROM accounts").map((r) => ({
       id: n(r.id),

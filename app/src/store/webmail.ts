@@ -14,6 +14,7 @@
 import type { Database } from "bun:sqlite";
 import { bigQuery } from "./big-query.ts";
 import { STATE_COLS, toState, type MessageState, type RawRow } from "./imap.ts";
+import { envelopeFields } from "./message-meta.ts";
 
 /** A live message of an account, located. */
 export interface WebmailMessage extends MessageState {
@@ -131,8 +132,7 @@ export class WebmailStore {
     const q = bigQuery(this.db, `SELECT ${COLS}, envelope FROM messages WHERE account_id = ? AND expunged = 0 AND envelope IS NOT NULL AND instr(envelope, ?) > 0`);
     const out: WebmailMessage[] = [];
     for (const r of q.all(accountId, JSON.stringify(id).slice(1, -1)) as Row[]) {
-      const fields = JSON.parse(r.envelope ?? "[]") as [string, string][];
-      const value = fields.find(([n]) => n.toLowerCase() === "message-id")?.[1] ?? "";
+      const value = envelopeFields(r.envelope ?? "[]").find((f) => f.name.toLowerCase() === "message-id")?.value ?? "";
       const mid = /<[^<>\s]+>/.exec(value)?.[0];
       if (mid === id) out.push(toMessage(r));
     }
