@@ -32,6 +32,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import type { PcpMapping } from "../../app/src/pcp/index.ts";
 import type { PortMappingReport } from "../../app/src/web/port-mapping.ts";
 import { tmpDir, type TmpDir } from "../helpers/tmp.ts";
 import { portOf, statuses } from "../web/port-mapping-fixture.ts";
@@ -45,14 +46,6 @@ interface PcpRun {
   lanAddress: string;
   nonces: Record<string, string>;
   results: Outcome[];
-}
-interface Mapping {
-  internalPort: number;
-  externalPort: number;
-  externalAddress: string;
-  lifetime: number;
-  epoch: number;
-  nonce: string;
 }
 /** miniupnpd's name of a PCP mapping: "PCP MAP " and the nonce's three 32-bit words as %08x of host-order (little-endian here) integers. */
 const leaseName = (nonceHex: string) =>
@@ -97,7 +90,7 @@ describe.skipIf(unavailable !== null)("PCP client against miniupnpd, high ports 
     expect(r.lanAddress).toBe(LAN_DEVICE_IP);
     // §8.5: seconds since miniupnpd started, a few at most.
     expect(ok<{ epoch: number }>(r.results[0]).epoch).toBeLessThan(30);
-    const m = ok<Mapping>(r.results[1]);
+    const m = ok<PcpMapping>(r.results[1]);
     expect(m).toMatchObject({ internalPort: 40025, externalPort: 40025, externalAddress: PUBLIC_WAN_IP, lifetime: 3600, nonce: r.nonces["40025"] });
     // Port 25 is outside every "allow" line: miniupnpd searches all external ports and finds none allowed.
     // Lifetime 0: miniupnpd's answer to every long-lifetime error (RFC 6887 §7.4 recommends 30 minutes; error-hold.ts holds that long).
@@ -110,9 +103,9 @@ describe.skipIf(unavailable !== null)("PCP client against miniupnpd, high ports 
       message: "PCP NOT_AUTHORIZED: the router does not allow this mapping",
     });
     // A high internal port asking for external 25: the router assigns the first allowed one instead (§11.4).
-    expect(ok<Mapping>(r.results[3])).toMatchObject({ internalPort: 2525, externalPort: 1024 });
+    expect(ok<PcpMapping>(r.results[3])).toMatchObject({ internalPort: 2525, externalPort: 1024 });
     // §11.2: the server chooses the lifetime; miniupnpd's minimum is 120 s.
-    expect(ok<Mapping>(r.results[4]).lifetime).toBe(120);
+    expect(ok<PcpMapping>(r.results[4]).lifetime).toBe(120);
     expect(err(r.results[5])).toMatchObject({ name: "PcpUnsupportedVersion", resultName: "UNSUPP_VERSION", version: 2 });
     expect(err(r.results[6])).toMatchObject({ name: "PcpRefused", resultName: "UNSUPP_OPCODE" });
     expect(lab.dnat()).toEqual([
@@ -130,7 +123,7 @@ describe.skipIf(unavailable !== null)("PCP client against miniupnpd, high ports 
     const before = lab.leases().find((l) => l.externalPort === 40025)!;
     // A new process (this box rebooted) with the same nonce file: the renewal names the same mapping.
     const renew = await lab.runInDevice<PcpRun>({ op: "pcp", nonceFile, calls: [{ action: "map", internalPort: 40025, externalPort: 40025, lifetime: 3600 }] });
-    expect(ok<Mapping>(renew.results[0]).externalPort).toBe(40025);
+    expect(ok<PcpMapping>(renew.results[0]).externalPort).toBe(40025);
     expect(lab.leases().filter((l) => l.externalPort === 40025).map((l) => l.description)).toEqual([before.description]);
     // Another client's nonce: miniupnpd finds no mapping of that name to delete.
     const stranger = await lab.runInDevice<PcpRun>({ op: "pcp", nonceFile: join(dir.path, "other.json"), calls: [{ action: "unmap", internalPort: 40025 }] });
@@ -138,7 +131,7 @@ describe.skipIf(unavailable !== null)("PCP client against miniupnpd, high ports 
     expect(lab.dnat().map((d) => d.externalPort)).toContain(40025);
     // Ours deletes it.
     const del = await lab.runInDevice<PcpRun>({ op: "pcp", nonceFile, calls: [{ action: "unmap", internalPort: 40025 }] });
-    expect(ok<Mapping>(del.results[0]).lifetime).toBe(0);
+    expect(ok<PcpMapping>(del.results[0]).lifetime).toBe(0);
     expect(lab.dnat().map((d) => d.externalPort)).not.toContain(40025);
     expect(lab.leases().map((l) => l.externalPort)).not.toContain(40025);
   }, 60_000);

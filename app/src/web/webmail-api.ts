@@ -875,6 +875,14 @@ export class Webmail {
     return { to: r.to.map(mailboxText).join(", "), cc: r.cc.map(mailboxText).join(", "), subject: replySubject(h.subject), text: quoted, replyToId: id, forwardOfId: null };
   }
 
+  /** A list page's parameters: the account's mailbox (404 for any other), offset (default 0) and limit (default 50, at most MAX_PAGE). */
+  private pageParams(accountId: number, params: Record<string, unknown>) {
+    const mb = this.mailbox(accountId, int(params, "mailboxId", { min: 1 }));
+    const offset = params["offset"] === undefined ? 0 : int(params, "offset", { min: 0 });
+    const limit = params["limit"] === undefined ? 50 : int(params, "limit", { min: 1, max: MAX_PAGE });
+    return { mb, offset, limit };
+  }
+
   /** The API methods, merged into the account area's (server.ts). */
   api(): ApiMethods {
     const c = this.c;
@@ -884,9 +892,7 @@ export class Webmail {
       messages: {
         handler: async ({ session, params }) => {
           const a = acc(session);
-          const mb = this.mailbox(a.id, int(params, "mailboxId", { min: 1 }));
-          const offset = params["offset"] === undefined ? 0 : int(params, "offset", { min: 0 });
-          const limit = params["limit"] === undefined ? 50 : int(params, "limit", { min: 1, max: MAX_PAGE });
+          const { mb, offset, limit } = this.pageParams(a.id, params);
           const page = this.wm.page(mb.id, offset, limit);
           return { mailbox: { id: mb.id, name: mb.name, specialUse: mb.specialUse }, total: page.total, offset, items: await this.listItems(a.id, page.rows) };
         },
@@ -894,9 +900,7 @@ export class Webmail {
       conversations: {
         handler: async ({ session, params }) => {
           const a = acc(session);
-          const mb = this.mailbox(a.id, int(params, "mailboxId", { min: 1 }));
-          const offset = params["offset"] === undefined ? 0 : int(params, "offset", { min: 0 });
-          const limit = params["limit"] === undefined ? 50 : int(params, "limit", { min: 1, max: MAX_PAGE });
+          const { mb, offset, limit } = this.pageParams(a.id, params);
           return this.conversationPage(a.id, mb, offset, limit);
         },
       },
